@@ -1,0 +1,31 @@
+"""Exception types. Each message names the cause and what to do about it."""
+
+from __future__ import annotations
+
+
+class TutorNBError(Exception):
+    """Base class for every error tutor_nb raises on purpose."""
+
+
+class MissingAPIKeyError(TutorNBError):
+    """No API key was found in any of the places tutor_nb looks."""
+
+
+class NoCodeCallsError(TutorNBError):
+    """The object given holds no code-interpreter calls."""
+
+
+class RuntimeStartError(TutorNBError):
+    """The local runtime could not be started."""
+
+
+class ModelBackendError(TutorNBError):
+    """The model behind the runtime failed; the message becomes the run's ``last_error``."""
+
+
+class NoRecordedTurnError(ModelBackendError):
+    """The replay backend has no recorded turn for this conversation."""
+
+
+class SandboxError(TutorNBError):
+    """The code interpreter could not run code at all (not: the code raised)."""
