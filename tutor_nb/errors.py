@@ -29,3 +29,11 @@ class NoRecordedTurnError(ModelBackendError):
 
 class SandboxError(TutorNBError):
     """The code interpreter could not run code at all (not: the code raised)."""
+
+
+class BackendConfigError(TutorNBError):
+    """The model backend settings do not fit together (unknown name, recording without a model)."""
+
+
+class CassetteError(TutorNBError):
+    """A replay cassette file is missing or not in the expected shape."""

@@ -7,6 +7,7 @@ steps or the sandbox. New backends only implement :class:`ModelBackend`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Protocol, Union, runtime_checkable
 
@@ -72,6 +73,14 @@ class Usage:
 
 
 ModelEvent = Union[TextDelta, ToolCallDelta, Usage]
+
+
+def estimate_usage(request: ModelRequest, produced: str) -> Usage:
+    """Rough token counts (about four characters per token) for models that report none."""
+    prompt_chars = len(json.dumps(request.messages, ensure_ascii=False)) + len(
+        json.dumps(request.tools, ensure_ascii=False)
+    )
+    return Usage(prompt_tokens=max(1, prompt_chars // 4), completion_tokens=max(1, len(produced) // 4))
 
 
 @runtime_checkable
