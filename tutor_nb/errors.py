@@ -37,3 +37,7 @@ class BackendConfigError(TutorNBError):
 
 class CassetteError(TutorNBError):
     """A replay cassette file is missing or not in the expected shape."""
+
+
+class MisspelledKeyWarning(UserWarning):
+    """An API key was found under the walkthrough's misspelled name OPEN_API_KEY."""
