@@ -136,7 +136,7 @@ def response() -> Response:
 
 
 class FakeAPI:
-    """An OpenAI-shaped HTTP server on 127.0.0.1: fixed routes, records request headers."""
+    """An OpenAI-shaped HTTP server on 127.0.0.1: fixed routes, records request headers (names lower-cased)."""
 
     def __init__(self, routes: dict[str, tuple[str, bytes]]) -> None:
         self.routes = routes
@@ -146,7 +146,7 @@ class FakeAPI:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server naming)
                 path = self.path.split("?")[0]
-                api.requests.append((path, dict(self.headers)))
+                api.requests.append((path, {k.lower(): v for k, v in self.headers.items()}))
                 content_type, body = api.routes.get(path, ("application/json", b'{"error": {}}'))
                 self.send_response(200 if path in api.routes else 404)
                 self.send_header("Content-Type", content_type)

@@ -1,0 +1,38 @@
+"""``connect``: the one way to get an ``openai.OpenAI`` client for tutor_nb's lessons."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+
+from .keys import load_api_key
+
+LOCAL_PLACEHOLDER_KEY = "tutor-nb-local"  # the SDK insists on some key; a local server ignores it
+
+
+def connect(
+    base_url: str | None = None,
+    api_key: str | None = None,
+    *,
+    backend: str | None = None,
+    model_base_url: str | None = None,
+    model: str | None = None,
+    model_api_key: str | None = None,
+    **client_kwargs: Any,
+) -> openai.OpenAI:
+    """A client for the Assistants API.
+
+    With ``base_url``: a client for that server, using ``api_key`` or the key
+    ``load_api_key`` finds (a placeholder when there is none, for keyless local servers).
+    Without: a client for tutor_nb's local runtime, started on first use; ``backend``,
+    ``model_base_url``, ``model`` and ``model_api_key`` choose the model behind it.
+    """
+    if base_url is not None:
+        key = api_key or load_api_key(required=False) or LOCAL_PLACEHOLDER_KEY
+        return openai.OpenAI(base_url=base_url, api_key=key, **client_kwargs)
+    from .runtime import shared_runtime
+
+    runtime = shared_runtime(
+        backend=backend, model_base_url=model_base_url, model=model, model_api_key=model_api_key)
+    return runtime.client(**client_kwargs)
