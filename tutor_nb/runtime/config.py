@@ -1,0 +1,61 @@
+"""Settings of one runtime, with the defaults a learner's laptop wants."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import RuntimeStartError
+
+#: environment variable holding the access token for a non-loopback bind
+TOKEN_ENV = "TUTOR_NB_TOKEN"
+
+
+def default_data_dir() -> Path:
+    """Where assistants, threads and files are kept between sessions."""
+    from platformdirs import user_data_dir
+
+    return Path(os.environ.get("TUTOR_NB_DATA_DIR") or user_data_dir("tutor_nb", appauthor=False))
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    data_dir: Path = field(default_factory=default_data_dir)
+    backend: str = "replay"
+    model_base_url: str | None = None
+    model_api_key: str | None = None
+    model: str | None = None
+    record: Path | None = None
+    cassettes: list[Path] = field(default_factory=list)
+    replay_delay: float = 0.0
+    token: str | None = None
+    exec_timeout: float = 60.0
+    idle_timeout: float = 900.0
+    pool_size: int = 1
+    memory_limit_mb: int | None = 2048
+    poll_after_ms: int = 25
+    max_body_mb: int = 64
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).expanduser()
+        if self.token is None:
+            self.token = os.environ.get(TOKEN_ENV) or None
+        if not self.is_loopback and not self.token:
+            raise RuntimeStartError(
+                f"Refusing to serve on {self.host} without a token: anyone who can reach it could run "
+                f"code on this machine. Pass --token SECRET (or set {TOKEN_ENV}) and give clients that "
+                "secret as their api_key, or bind 127.0.0.1."
+            )
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False

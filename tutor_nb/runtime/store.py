@@ -1,0 +1,230 @@
+"""Durable state of the runtime: every API object, in one SQLite file.
+
+Objects are stored as the JSON of the ``openai`` SDK's own pydantic types, so what is read
+back is exactly what clients parse. One table holds every kind; a row's ``seq`` (SQLite's
+rowid) gives creation order, which is what list endpoints page through. WAL with
+``synchronous=NORMAL`` survives a killed process (only power loss may drop the last commit).
+File bytes live next to the database, written to a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, TypeVar
+
+from openai.types import FileObject
+from openai.types.beta import Assistant, Thread
+from openai.types.beta.threads import Message, Run
+from openai.types.beta.threads.runs import RunStep
+from pydantic import BaseModel
+
+M = TypeVar("M", bound=BaseModel)
+
+#: the kind column for each stored type; also the noun used in error messages
+KINDS: dict[type[BaseModel], str] = {
+    Assistant: "assistant",
+    Thread: "thread",
+    Message: "message",
+    Run: "run",
+    RunStep: "run step",
+    FileObject: "file",
+}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    parent TEXT,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS objects_by_parent ON objects (kind, parent, seq);
+"""
+
+
+@dataclass
+class Page:
+    """One page of a list endpoint, in OpenAI's cursor shape."""
+
+    data: list[BaseModel]
+    has_more: bool
+
+    def to_wire(self) -> dict:
+        data = [item.model_dump(mode="json") for item in self.data]
+        return {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": self.has_more,
+        }
+
+
+class Store:
+    """SQLite-backed objects plus a folder of file blobs. Safe to share between threads."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.files_dir = self.data_dir / "files"
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.data_dir / "tutor_nb.sqlite3"
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- objects -----------------------------------------------------------------------------
+
+    def add(self, obj: BaseModel, parent: str | None = None) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO objects (id, kind, parent, body) VALUES (?, ?, ?, ?)",
+                (obj.id, KINDS[type(obj)], parent, obj.model_dump_json()),  # type: ignore[attr-defined]
+            )
+
+    def save(self, obj: BaseModel) -> None:
+        """Write back an object that already exists."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE objects SET body = ? WHERE id = ? AND kind = ?",
+                (obj.model_dump_json(), obj.id, KINDS[type(obj)]),  # type: ignore[attr-defined]
+            )
+
+    def get(self, cls: type[M], id: str) -> M | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT body FROM objects WHERE id = ? AND kind = ?", (id, KINDS[cls])
+            ).fetchone()
+        return cls.model_validate_json(row[0]) if row else None
+
+    def delete(self, id: str) -> None:
+        """Delete an object and everything stored under it (messages, runs and steps of a thread)."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                ids = [id]
+                while ids:
+                    placeholders = ",".join("?" * len(ids))
+                    children = [
+                        r[0]
+                        for r in self._db.execute(
+                            f"SELECT id FROM objects WHERE parent IN ({placeholders})", ids
+                        )
+                    ]
+                    self._db.execute(f"DELETE FROM objects WHERE id IN ({placeholders})", ids)
+                    ids = children
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def children(self, cls: type[M], parent: str | None) -> list[M]:
+        """All objects of a kind under a parent, oldest first."""
+        return [obj for _, obj in self._iter(cls, parent)]
+
+    def timeline(self, parent_ids: list[str]) -> list[tuple[int, BaseModel]]:
+        """(seq, object) for messages, runs and steps under the given parents, in creation order."""
+        if not parent_ids:
+            return []
+        placeholders = ",".join("?" * len(parent_ids))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT seq, kind, body FROM objects WHERE parent IN ({placeholders}) ORDER BY seq",
+                parent_ids,
+            ).fetchall()
+        by_kind = {kind: cls for cls, kind in KINDS.items()}
+        return [(seq, by_kind[kind].model_validate_json(body)) for seq, kind, body in rows]
+
+    def _iter(self, cls: type[M], parent: str | None) -> Iterator[tuple[int, M]]:
+        sql = "SELECT seq, body FROM objects WHERE kind = ? AND parent IS ? ORDER BY seq"
+        with self._lock:
+            rows = self._db.execute(sql, (KINDS[cls], parent)).fetchall()
+        for seq, body in rows:
+            yield seq, cls.model_validate_json(body)
+
+    def page(
+        self,
+        cls: type[M],
+        parent: str | None,
+        *,
+        limit: int = 20,
+        order: str = "desc",
+        after: str | None = None,
+        before: str | None = None,
+        where: dict[str, str] | None = None,
+    ) -> Page:
+        """A page in OpenAI's cursor pagination: ``after``/``before`` are ids from earlier pages."""
+        clauses = ["kind = ?", "parent IS ?"]
+        args: list[object] = [KINDS[cls], parent]
+        for field, value in (where or {}).items():
+            clauses.append(f"json_extract(body, '$.{field}') = ?")
+            args.append(value)
+        descending = order == "desc"
+        for cursor, later in ((after, True), (before, False)):
+            if cursor is None:
+                continue
+            # "after" means further along in the chosen order
+            op = "<" if later == descending else ">"
+            clauses.append(f"seq {op} COALESCE((SELECT seq FROM objects WHERE id = ?), ?)")
+            args += [cursor, -1 if op == ">" else 2**62]
+        direction = "DESC" if descending else "ASC"
+        if before is not None and after is None:
+            # walk backwards from the cursor, then restore the requested order
+            direction = "ASC" if descending else "DESC"
+        sql = (
+            f"SELECT body FROM objects WHERE {' AND '.join(clauses)} "
+            f"ORDER BY seq {direction} LIMIT ?"
+        )
+        with self._lock:
+            rows = self._db.execute(sql, [*args, limit + 1]).fetchall()
+        has_more = len(rows) > limit
+        items = [cls.model_validate_json(r[0]) for r in rows[:limit]]
+        if before is not None and after is None:
+            items.reverse()
+        return Page(items, has_more)
+
+    def unfinished_runs(self) -> list[Run]:
+        """Runs that were still going when the server stopped."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT body FROM objects WHERE kind = 'run' AND json_extract(body, '$.status') "
+                "IN ('queued', 'in_progress', 'cancelling', 'requires_action')"
+            ).fetchall()
+        return [Run.model_validate_json(r[0]) for r in rows]
+
+    def integrity_check(self) -> str:
+        with self._lock:
+            return self._db.execute("PRAGMA integrity_check").fetchone()[0]
+
+    # -- file bytes --------------------------------------------------------------------------
+
+    def blob_path(self, file_id: str) -> Path:
+        # ids are generated by us; refuse anything that could name another path
+        if not file_id.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"not a file id: {file_id!r}")
+        return self.files_dir / file_id
+
+    def write_blob(self, file_id: str, data: bytes) -> None:
+        path = self.blob_path(file_id)
+        tmp = path.with_suffix(".part")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def read_blob(self, file_id: str) -> bytes:
+        return self.blob_path(file_id).read_bytes()
+
+    def delete_blob(self, file_id: str) -> None:
+        self.blob_path(file_id).unlink(missing_ok=True)
