@@ -206,8 +206,10 @@ class FakeModel:
         self.models = models
         self.include_usage = include_usage
         self.requests: list[dict[str, Any]] = []
+        #: request headers, names lower-cased
         self.headers: list[dict[str, str]] = []
         self._server: ThreadingHTTPServer | None = None
+        self._port: int | None = None
         self._thread: threading.Thread | None = None
 
     # lifecycle -------------------------------------------------------------
@@ -215,7 +217,10 @@ class FakeModel:
     def start(self) -> "FakeModel":
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-model", daemon=True)
+        self._port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-model", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -233,15 +238,16 @@ class FakeModel:
 
     @property
     def port(self) -> int:
-        assert self._server is not None, "start the FakeModel first (use it in a with block)"
-        return self._server.server_address[1]
+        """The port it listens on (kept after close, so tests can still name the address)."""
+        assert self._port is not None, "start the FakeModel first (use it in a with block)"
+        return self._port
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def __repr__(self) -> str:
-        where = self.base_url if self._server else "stopped"
+        where = self.base_url if self._server else "not running"
         return f"FakeModel({where}, {len(self.requests)} requests)"
 
     # answering -------------------------------------------------------------
@@ -296,7 +302,7 @@ def _handler_for(fake: FakeModel) -> type[BaseHTTPRequestHandler]:
             except json.JSONDecodeError:
                 return self._json(400, _error_body(400, "The request body is not valid JSON."))
             fake.requests.append(body)
-            fake.headers.append(dict(self.headers))
+            fake.headers.append({k.lower(): v for k, v in self.headers.items()})
             time.sleep(fake.respond_after)
             status, answer = fake.answer(body, self.headers.get("Authorization"))
             if isinstance(answer, list):
