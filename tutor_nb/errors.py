@@ -41,3 +41,15 @@ class CassetteError(TutorNBError):
 
 class MisspelledKeyWarning(UserWarning):
     """An API key was found under the walkthrough's misspelled name OPEN_API_KEY."""
+
+
+class PanelBusyError(TutorNBError):
+    """The chat panel is already running a message; wait for it or stop it first."""
+
+
+class PanelTimeoutError(TutorNBError, TimeoutError):
+    """``ChatPanel.wait`` ran out of time before the run ended (the run goes on)."""
+
+
+class ExportFormatError(TutorNBError, ValueError):
+    """``ChatPanel.export`` was asked for a format it does not write."""

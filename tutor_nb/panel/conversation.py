@@ -1,0 +1,218 @@
+"""The panel's conversation without any widget: ids, the run worker thread, Stop.
+
+The worker thread talks HTTP (``runs.stream``), applies events to the :class:`Turn` under a
+lock and fetches image and download bytes. It never touches a widget, so it is the same
+code in every front end; see :mod:`tutor_nb.panel.stream` for how changes reach the page.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Iterable
+
+from ..errors import PanelBusyError
+from .transcript import Answer, Notice, Step, Turn, TurnBuilder
+
+#: What the panel's default assistant is told (a math tutor that computes rather than guesses).
+TUTOR_INSTRUCTIONS = (
+    "You tutor students in mathematics. When a question needs computation, write Python and run it "
+    "with the code interpreter instead of calculating in your head, then explain the result briefly. "
+    "Write math in LaTeX."
+)
+
+
+def default_assistant(model: str) -> dict[str, Any]:
+    return {"name": "Math tutor", "instructions": TUTOR_INSTRUCTIONS, "tools": [{"type": "code_interpreter"}], "model": model}
+
+
+def _id_of(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return getattr(value, "id", None)
+
+
+def describe_failure(exc: BaseException, client: Any) -> str:
+    """One line a learner can act on, instead of a traceback."""
+    import openai
+
+    where = str(getattr(client, "base_url", "")) or "the configured server"
+    if isinstance(exc, openai.APIConnectionError):
+        return (
+            f"Cannot reach the assistant server at {where}. Start the local runtime "
+            "(tutor_nb.runtime.start()) or pass a client whose base_url points to a running server."
+        )
+    if isinstance(exc, openai.APIStatusError):
+        message = getattr(exc, "message", "") or str(exc)
+        return f"The server at {where} refused the request (HTTP {exc.status_code}): {message}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Conversation:
+    """One assistant, one thread, and the turns of this panel; at most one run at a time."""
+
+    def __init__(
+        self,
+        client: Any = None,
+        assistant: Any = None,
+        thread: Any = None,
+        model: str = "gpt-4o",
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._client = client
+        self._assistant = assistant
+        self.assistant_id = _id_of(assistant) if not isinstance(assistant, dict) else None
+        self.thread_id = _id_of(thread)
+        self.model = model
+        self.turns: list[Turn] = []
+        self.files: dict[str, bytes | None] = {}
+        self.lock = threading.RLock()
+        self._on_change = on_change
+        self._worker: threading.Thread | None = None
+        self._idle = threading.Event()
+        self._idle.set()
+        self._stop_requested = False
+        self._cancel_sent = False
+
+    # -- ids -----------------------------------------------------------------
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from ..client import connect
+
+            self._client = connect()
+        return self._client
+
+    def _ensure_ids(self) -> tuple[str, str]:
+        client = self.client
+        if self.assistant_id is None:
+            params = self._assistant if isinstance(self._assistant, dict) else default_assistant(self.model)
+            self.assistant_id = client.beta.assistants.create(**params).id
+        if self.thread_id is None:
+            self.thread_id = client.beta.threads.create().id
+        return self.assistant_id, self.thread_id
+
+    # -- runs ----------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return not self._idle.is_set()
+
+    def wait_idle(self, timeout: float | None) -> bool:
+        return self._idle.wait(timeout)
+
+    def start(self, text: str, events: Iterable[Any] | None = None) -> Turn:
+        """Add the learner's message and the (queued) reply, and start the run in a thread.
+
+        With ``events`` (stream events recorded earlier), they are shown instead of a live run.
+        """
+        with self.lock:
+            if self.running:
+                raise PanelBusyError(
+                    "A run is still going in this panel: wait for it (panel.wait()) or stop it "
+                    "(panel.stop()) before sending another message."
+                )
+            self._idle.clear()
+            self.turns.append(Turn("user", text=text, status="sent"))
+            reply = Turn("assistant")
+            self.turns.append(reply)
+            self._stop_requested = self._cancel_sent = False
+        self._worker = threading.Thread(target=self._run, args=(reply, text, events), name="tutor_nb-run", daemon=True)
+        self._worker.start()
+        self._on_change()
+        return reply
+
+    def stop(self) -> None:
+        """Cancel the current run (the server interrupts the code interpreter too)."""
+        with self.lock:
+            if not self.running:
+                return
+            self._stop_requested = True
+            if self.turns and not self.turns[-1].done and self.turns[-1].status != "cancelling":
+                self.turns[-1].status = "cancelling"
+                self.turns[-1].version += 1
+        self._send_cancel()
+        self._on_change()
+
+    def _send_cancel(self) -> None:
+        with self.lock:
+            turn = self.turns[-1] if self.turns else None
+            if turn is None or turn.run_id is None or self._cancel_sent or self.thread_id is None:
+                return
+            self._cancel_sent = True
+            run_id, thread_id = turn.run_id, self.thread_id
+        try:
+            self.client.beta.threads.runs.cancel(run_id, thread_id=thread_id)
+        except Exception:  # the run may have ended meanwhile; the stream tells us how it ended
+            pass
+
+    def _run(self, turn: Turn, text: str, events: Iterable[Any] | None) -> None:
+        try:
+            if events is not None:
+                self._consume(turn, events)
+            else:
+                _, thread_id = self._ensure_ids()
+                client = self.client
+                client.beta.threads.messages.create(thread_id, role="user", content=text)
+                with client.beta.threads.runs.stream(thread_id=thread_id, assistant_id=self.assistant_id) as stream:
+                    self._consume(turn, stream)
+        except Exception as exc:  # shown in the transcript; the panel stays usable
+            message = describe_failure(exc, self._client)
+            with self.lock:
+                turn.error = message
+                turn.items.append(Notice("notice-exception", message))
+                turn.status = "error"
+        finally:
+            with self.lock:
+                if not turn.done:
+                    stopped = self._stop_requested
+                    turn.status = "cancelled" if stopped else "incomplete"
+                    turn.items.append(
+                        Notice("notice-end", "Stopped." if stopped else "The stream ended before the run finished.", error=not stopped)
+                    )
+                turn.ended = turn.ended or time.monotonic()
+                turn.version += 1
+                self._idle.set()
+            self._on_change()
+
+    def _consume(self, turn: Turn, events: Iterable[Any]) -> None:
+        builder = TurnBuilder(turn)
+        for event in events:
+            with self.lock:
+                builder.apply(event)
+                wanted, builder.wanted_files = builder.wanted_files, []
+            if self._stop_requested:
+                self._send_cancel()
+            if wanted:
+                self._fetch(turn, wanted)
+            self._on_change()
+
+    def _fetch(self, turn: Turn, file_ids: list[str]) -> None:
+        for file_id in dict.fromkeys(file_ids):
+            if file_id in self.files:
+                continue
+            try:
+                data: bytes | None = self.client.files.content(file_id).read()
+            except Exception:
+                data = None
+            with self.lock:
+                self.files[file_id] = data
+                for item in turn.items:
+                    uses = (
+                        file_id in item.image_file_ids
+                        if isinstance(item, (Step, Answer))
+                        else False
+                    ) or (isinstance(item, Answer) and any(
+                        note.file_id == file_id for part in item.parts.values() for note in getattr(part, "annotations", [])
+                    ))
+                    if uses:
+                        item.version += 1
+                turn.version += 1
+
+    def new_thread(self) -> None:
+        """Forget the thread (a new one is created on the next message) and the transcript."""
+        with self.lock:
+            if self.running:
+                raise PanelBusyError("Stop the current run (panel.stop()) before starting a new thread.")
+            self.thread_id = None
+            self.turns = []
+        self._on_change()

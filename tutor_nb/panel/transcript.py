@@ -1,0 +1,326 @@
+"""The conversation as plain data, built from the Assistants stream events.
+
+Nothing here touches widgets or the network: the stream worker applies events under a lock
+and the view layer later reads the result. Every change bumps the changed item's
+``version`` so the view re-renders only what moved (and only the item being written).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+#: Run states after which nothing more will arrive.
+TERMINAL = {"completed", "failed", "cancelled", "expired", "incomplete", "error"}
+
+
+@dataclass
+class Step:
+    """One code-interpreter call: the code as written so far, then its outputs."""
+
+    key: str
+    code: str = ""
+    #: output index -> ("logs", text) or ("image", file_id), as the stream numbers them
+    outputs: dict[int, tuple[str, str]] = field(default_factory=dict)
+    status: str = "in_progress"
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    version: int = 0
+
+    @property
+    def logs(self) -> str:
+        return "".join(value for kind, value in self._ordered() if kind == "logs")
+
+    @property
+    def image_file_ids(self) -> list[str]:
+        return [value for kind, value in self._ordered() if kind == "image"]
+
+    def _ordered(self) -> list[tuple[str, str]]:
+        return [self.outputs[i] for i in sorted(self.outputs)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "logs": self.logs, "image_file_ids": self.image_file_ids, "status": self.status}
+
+
+@dataclass
+class Annotation:
+    """A ``file_path`` annotation: characters start..end of the text stand for a file."""
+
+    start: int
+    end: int
+    file_id: str
+    text: str
+
+    @property
+    def filename(self) -> str:
+        return self.text.rsplit("/", 1)[-1] or self.file_id
+
+
+@dataclass
+class TextPart:
+    text: str = ""
+    annotations: list[Annotation] = field(default_factory=list)
+
+
+@dataclass
+class ImagePart:
+    file_id: str
+
+
+@dataclass
+class Answer:
+    """One assistant message: text and image parts in the order the model sent them."""
+
+    key: str
+    parts: dict[int, Union[TextPart, ImagePart]] = field(default_factory=dict)
+    version: int = 0
+
+    @property
+    def text(self) -> str:
+        return "".join(p.text for _, p in sorted(self.parts.items()) if isinstance(p, TextPart))
+
+    @property
+    def image_file_ids(self) -> list[str]:
+        return [p.file_id for _, p in sorted(self.parts.items()) if isinstance(p, ImagePart)]
+
+
+@dataclass
+class Notice:
+    """A line the panel adds itself: a failed run's error, a cancelled run."""
+
+    key: str
+    text: str
+    error: bool = True
+    version: int = 0
+
+
+Item = Union[Step, Answer, Notice]
+
+
+@dataclass
+class Turn:
+    """One learner message, or the assistant's whole reply to it (one run)."""
+
+    role: str
+    text: str = ""  # the learner's message; for the assistant, see :attr:`answer_text`
+    items: list[Item] = field(default_factory=list)
+    status: str = "queued"
+    run_id: str | None = None
+    usage: dict[str, int] | None = None
+    error: str | None = None
+    started: float = field(default_factory=time.monotonic)
+    ended: float | None = None
+    version: int = 0
+
+    @property
+    def answer_text(self) -> str:
+        return "\n\n".join(item.text for item in self.items if isinstance(item, Answer) and item.text)
+
+    @property
+    def steps(self) -> list[Step]:
+        return [item for item in self.items if isinstance(item, Step)]
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+    def find(self, key: str) -> Item | None:
+        for item in self.items:
+            if item.key == key:
+                return item
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.role == "user":
+            return {"role": "user", "text": self.text, "steps": [], "status": "sent"}
+        images = [fid for item in self.items if isinstance(item, Answer) for fid in item.image_file_ids]
+        return {
+            "role": "assistant",
+            "text": self.answer_text,
+            "steps": [step.to_dict() for step in self.steps],
+            "image_file_ids": images,
+            "status": self.status,
+            "error": self.error,
+            "usage": self.usage,
+            "run_id": self.run_id,
+        }
+
+    def phase(self, now: float | None = None) -> str:
+        """One line for the status bar: what the run is doing right now."""
+        now = time.monotonic() if now is None else now
+        if self.status == "queued":
+            return "queued"
+        if self.status == "completed":
+            seconds = (self.ended or now) - self.started
+            tokens = f", {self.usage['total_tokens']} tokens" if self.usage else ""
+            return f"done in {seconds:.1f} s{tokens}"
+        if self.status in TERMINAL:
+            return {"cancelled": "stopped", "expired": "expired"}.get(self.status, self.status)
+        if self.status == "cancelling":
+            return "stopping…"
+        running = [s for s in self.steps if s.status == "in_progress"]
+        if running:
+            step = running[-1]
+            if step.outputs or not step.code:
+                return f"running code ({now - step.started:.0f} s)"
+            return f"writing code… running code ({now - step.started:.0f} s)"
+        if self.items and isinstance(self.items[-1], Answer):
+            return "writing the answer"
+        return "thinking"
+
+
+def _bump(item: Any) -> None:
+    item.version += 1
+
+
+class TurnBuilder:
+    """Applies ``runs.stream`` events to the assistant :class:`Turn` of one run."""
+
+    def __init__(self, turn: Turn) -> None:
+        self.turn = turn
+        #: file ids whose bytes the view needs (images, download links), not yet fetched
+        self.wanted_files: list[str] = []
+
+    def apply(self, event: Any) -> None:
+        name = getattr(event, "event", "")
+        data = getattr(event, "data", None)
+        turn = self.turn
+        if name.startswith("thread.run.step."):
+            self._step(name, data)
+        elif name.startswith("thread.message."):
+            self._message(name, data)
+        elif name.startswith("thread.run."):
+            self._run(data)
+        elif name == "error":
+            turn.status = "error"
+            turn.error = getattr(data, "message", None) or str(data)
+            self._notice("error", turn.error)
+        _bump(turn)
+
+    # -- runs ---------------------------------------------------------------
+    def _run(self, run: Any) -> None:
+        turn = self.turn
+        turn.run_id = run.id
+        status = run.status
+        if status == "requires_action":
+            # Function tools need the caller's own code; the panel only runs code_interpreter.
+            self._notice("requires_action", "The assistant asked for a function tool; the panel only supports code_interpreter.")
+        turn.status = status
+        if status in TERMINAL:
+            turn.ended = time.monotonic()
+            for step in turn.steps:
+                if step.status == "in_progress":
+                    step.status = status
+                    step.finished = turn.ended
+                    _bump(step)
+        if status == "completed" and run.usage is not None:
+            turn.usage = {
+                "prompt_tokens": run.usage.prompt_tokens,
+                "completion_tokens": run.usage.completion_tokens,
+                "total_tokens": run.usage.total_tokens,
+            }
+        elif status == "failed":
+            error = run.last_error
+            turn.error = f"{error.code}: {error.message}" if error else "the run failed"
+            self._notice("failed", f"Run failed: {turn.error}")
+        elif status == "incomplete":
+            reason = getattr(run.incomplete_details, "reason", None)
+            self._notice("incomplete", f"The answer is incomplete ({reason or 'no reason given'}).")
+        elif status == "expired":
+            self._notice("expired", "The run expired before it finished.")
+        elif status == "cancelled":
+            self._notice("cancelled", "Stopped.", error=False)
+
+    def _notice(self, key: str, text: str, error: bool = True) -> None:
+        if self.turn.find(f"notice-{key}") is None:
+            self.turn.items.append(Notice(f"notice-{key}", text, error))
+
+    # -- code-interpreter steps ---------------------------------------------
+    def _step_item(self, step_id: str, index: int) -> Step:
+        key = f"{step_id}:{index}"
+        item = self.turn.find(key)
+        if item is None:
+            item = Step(key)
+            self.turn.items.append(item)
+        assert isinstance(item, Step)
+        return item
+
+    def _step(self, name: str, data: Any) -> None:
+        if name == "thread.run.step.delta":
+            details = getattr(data.delta, "step_details", None)
+            for call in getattr(details, "tool_calls", None) or []:
+                if call.type != "code_interpreter" or call.code_interpreter is None:
+                    continue
+                step = self._step_item(data.id, call.index)
+                step.code += call.code_interpreter.input or ""
+                for out in call.code_interpreter.outputs or []:
+                    self._output(step, out.index, out)
+                _bump(step)
+            return
+        if data.type != "tool_calls":
+            return
+        for index, call in enumerate(data.step_details.tool_calls):
+            if call.type != "code_interpreter":
+                continue
+            step = self._step_item(data.id, index)
+            if name == "thread.run.step.created":
+                continue
+            # A finished step carries the full code and outputs: trust it over the deltas.
+            step.code = call.code_interpreter.input or step.code
+            step.outputs = {}
+            for out_index, out in enumerate(call.code_interpreter.outputs or []):
+                self._output(step, out_index, out)
+            step.status = data.status
+            step.finished = time.monotonic()
+            self.wanted_files.extend(step.image_file_ids)
+            _bump(step)
+
+    @staticmethod
+    def _output(step: Step, index: int, out: Any) -> None:
+        if out.type == "logs":
+            previous = step.outputs.get(index, ("logs", ""))[1]
+            step.outputs[index] = ("logs", previous + (out.logs or ""))
+        elif out.type == "image" and out.image is not None and out.image.file_id:
+            step.outputs[index] = ("image", out.image.file_id)
+
+    # -- assistant messages --------------------------------------------------
+    def _answer(self, message_id: str) -> Answer:
+        item = self.turn.find(message_id)
+        if item is None:
+            item = Answer(message_id)
+            self.turn.items.append(item)
+        assert isinstance(item, Answer)
+        return item
+
+    def _message(self, name: str, data: Any) -> None:
+        if name == "thread.message.delta":
+            answer = self._answer(data.id)
+            for block in data.delta.content or []:
+                if block.type == "text" and block.text is not None:
+                    part = answer.parts.setdefault(block.index, TextPart())
+                    if isinstance(part, TextPart):
+                        part.text += block.text.value or ""
+                elif block.type == "image_file" and block.image_file is not None and block.image_file.file_id:
+                    answer.parts[block.index] = ImagePart(block.image_file.file_id)
+                    self.wanted_files.append(block.image_file.file_id)
+            _bump(answer)
+            return
+        if getattr(data, "role", "assistant") != "assistant":
+            return
+        answer = self._answer(data.id)
+        if name == "thread.message.completed":
+            answer.parts = {}
+            for index, block in enumerate(data.content):
+                if block.type == "text":
+                    notes = [
+                        Annotation(a.start_index, a.end_index, a.file_path.file_id, a.text)
+                        for a in block.text.annotations
+                        if a.type == "file_path"
+                    ]
+                    answer.parts[index] = TextPart(block.text.value, notes)
+                    self.wanted_files.extend(a.file_id for a in notes)
+                elif block.type == "image_file":
+                    answer.parts[index] = ImagePart(block.image_file.file_id)
+                    self.wanted_files.append(block.image_file.file_id)
+        _bump(answer)
