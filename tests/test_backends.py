@@ -230,6 +230,27 @@ def test_chat_upstream_errors_become_readable(reply, expected):
     for part in expected:
         assert part in message
     assert isinstance(info.value.__cause__, openai.APIStatusError)
+    # a 400 is retried once without stream_options, in case that field was the problem
+    assert len(fake.requests) == (2 if reply["status"] == 400 else 1)
+
+
+def test_chat_consumer_can_stop_early():
+    """The engine stops reading when a run is cancelled; the HTTP stream must close at once."""
+    with FakeModel(math_tutor_script, delay=0.05) as fake:
+        backend = ChatBackend(base_url=fake.base_url)
+
+        async def first_piece() -> Any:
+            stream = backend.stream(request(user("What is 5 + 5?")))
+            first = await stream.__anext__()
+            await stream.aclose()
+            await backend.aclose()
+            return first
+
+        started = time.monotonic()
+        first = asyncio.run(first_piece())
+        elapsed = time.monotonic() - started
+    assert isinstance(first, ToolCallDelta) and first.name == "code_interpreter"
+    assert elapsed < 0.6  # the whole answer takes over a second at this pace
 
 
 def test_chat_unknown_model_names_model_and_fix():

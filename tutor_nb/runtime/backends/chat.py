@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import weakref
 from typing import Any, AsyncIterator
 
 import openai
@@ -21,8 +22,6 @@ LOCAL_PLACEHOLDER_KEY = "tutor-nb-local"
 
 #: Local models can take minutes on a cold start; connecting should still fail fast.
 DEFAULT_TIMEOUT = openai.Timeout(timeout=300.0, connect=5.0)
-
-_NO_LOOP = 0
 
 _KEY_LIKE = re.compile(r"\b(sk|key)-[A-Za-z0-9_*\-]{4,}")
 
@@ -64,27 +63,31 @@ class ChatBackend:
         self._api_key: str = first.api_key
         #: Where requests go, as the learner should see it.
         self.base_url: str = str(first.base_url).rstrip("/")
+        self._unbound: openai.AsyncOpenAI | None = first
         # The SDK's HTTP pool belongs to one event loop; keep one client per loop that uses us.
-        self._clients: dict[int, openai.AsyncOpenAI] = {_NO_LOOP: first}
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
+            weakref.WeakKeyDictionary()
+        )
         self._stream_options_ok = True
 
     def __repr__(self) -> str:
         return f"ChatBackend(base_url={self.base_url!r}, model={self.model!r})"
 
     def _client(self) -> openai.AsyncOpenAI:
-        loop_id = id(asyncio.get_running_loop())
-        client = self._clients.get(loop_id)
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
         if client is None:
-            client = self._clients.pop(_NO_LOOP, None) or openai.AsyncOpenAI(**self._options)
-            self._clients[loop_id] = client
+            client, self._unbound = self._unbound or openai.AsyncOpenAI(**self._options), None
+            self._clients[loop] = client
         return client
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
+        clients = list(self._clients.values())
+        self._clients.clear()
         for client in clients:
             try:
                 await client.close()
-            except RuntimeError:  # its event loop is already gone; nothing left to release
+            except Exception:  # noqa: BLE001 - a client of another, finished loop has nothing left to release
                 pass
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
