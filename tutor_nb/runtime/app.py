@@ -59,13 +59,31 @@ def _adapter(params: type) -> TypeAdapter:
     return TypeAdapter(params)
 
 
-def _materialize(value: Any) -> Any:
+def _materialize(value: Any, path: tuple = ()) -> Any:
     """Force pydantic's lazily validated iterables, so every item is checked now."""
     if isinstance(value, dict):
-        return {k: _materialize(v) for k, v in value.items()}
+        return {k: _materialize(v, (*path, k)) for k, v in value.items()}
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         return value
-    return [_materialize(v) for v in value]
+    items = []
+    try:
+        for v in value:
+            items.append(_materialize(v, (*path, len(items))))
+    except ValidationError as exc:
+        raise _invalid(exc, path) from None
+    return items
+
+
+def _invalid(exc: ValidationError, prefix: tuple = ()) -> APIError:
+    """A 400 naming the offending field the way the request spelled it."""
+    first = exc.errors()[0]
+    # drop the names pydantic gives union members ("CodeInterpreterToolParam")
+    loc = [str(p) for p in (*prefix, *first["loc"]) if not (isinstance(p, str) and p[:1].isupper())]
+    field = ".".join(loc)
+    got = first.get("input")
+    hint = f" (got {json.dumps(got, default=str)[:80]})" if first["type"] != "missing" and not isinstance(got, dict) else ""
+    message = f"Invalid value for '{field}': {first['msg']}{hint}." if field else f"Invalid request body: {first['msg']}."
+    return APIError(400, message, param=field or None, code="invalid_value")
 
 
 def _check(raw: Any, params: type) -> dict[str, Any]:
@@ -74,11 +92,7 @@ def _check(raw: Any, params: type) -> dict[str, Any]:
     try:
         checked = _materialize(_adapter(params).validate_python(raw))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        hint = f" (got {json.dumps(first.get('input'), default=str)[:80]})" if "input" in first and first["type"] != "missing" else ""
-        message = f"Invalid value for '{loc}': {first['msg']}{hint}." if loc else f"Invalid request body: {first['msg']}."
-        raise APIError(400, message, param=loc or None, code="invalid_value") from None
+        raise _invalid(exc) from None
     stream = raw.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise APIError(400, "Invalid value for 'stream': expected true or false.", param="stream", code="invalid_value")
@@ -287,6 +301,15 @@ def create_app(settings: Settings) -> FastAPI:
             "assistant_id": None, "run_id": run_id,
         })
 
+    # registered before /v1/threads/{thread_id} so "runs" is not taken for a thread id
+    @app.post("/v1/threads/runs")
+    async def create_thread_and_run(request: Request) -> Response:
+        p = await _body(request, thread_create_and_run_params.ThreadCreateAndRunParamsBase)
+        rt.need(Assistant, p.get("assistant_id") or "", param="assistant_id")
+        thread = new_thread(p.get("thread") or {})
+        run = new_run(thread.id, p)
+        return start(run, bool(p.get("stream")), [("thread.created", thread)])
+
     @app.post("/v1/threads")
     async def create_thread(request: Request) -> Response:
         return _ok(new_thread(await _body(request, thread_create_params.ThreadCreateParams)))
@@ -399,14 +422,6 @@ def create_app(settings: Settings) -> FastAPI:
         p = await _body(request, run_create_params.RunCreateParamsBase)
         run = new_run(thread_id, p)
         return start(run, bool(p.get("stream")))
-
-    @app.post("/v1/threads/runs")
-    async def create_thread_and_run(request: Request) -> Response:
-        p = await _body(request, thread_create_and_run_params.ThreadCreateAndRunParamsBase)
-        rt.need(Assistant, p.get("assistant_id") or "", param="assistant_id")
-        thread = new_thread(p.get("thread") or {})
-        run = new_run(thread.id, p)
-        return start(run, bool(p.get("stream")), [("thread.created", thread)])
 
     @app.get("/v1/threads/{thread_id}/runs")
     async def list_runs(thread_id: str, request: Request) -> Response:

@@ -23,7 +23,11 @@ from typing import Any
 from openai.types import FileObject
 from openai.types.beta import Assistant, Thread
 from openai.types.beta.threads import Message, Run
+from openai.types.beta.threads.message import IncompleteDetails
+from openai.types.beta.threads.run import LastError, RequiredAction
+from openai.types.beta.threads.run import Usage as RunUsage
 from openai.types.beta.threads.runs import RunStep
+from openai.types.beta.threads.runs import run_step
 
 from ..errors import ModelBackendError
 from .backends.base import CODE_TOOL, ModelBackend, ModelRequest, TextDelta, ToolCallDelta, Usage
@@ -232,7 +236,7 @@ class Engine:
         if status == "cancelled" and run.cancelled_at is None:
             run.cancelled_at = stamp
         if error is not None:
-            run.last_error = {"code": code, "message": error}  # type: ignore[assignment]
+            run.last_error = LastError(code=code, message=error)  # type: ignore[arg-type]
         if status in TERMINAL:
             run.expires_at = None
             run.required_action = None
@@ -248,7 +252,7 @@ class Engine:
             step.status = status  # type: ignore[assignment]
             if status == "failed":
                 step.failed_at = stamp
-                step.last_error = {"code": "server_error", "message": error or ""}  # type: ignore[assignment]
+                step.last_error = run_step.LastError(code="server_error", message=error or "")
             else:
                 step.cancelled_at = stamp
             self.store.save(step)
@@ -257,7 +261,7 @@ class Engine:
                 if message is not None and message.status == "in_progress":
                     message.status = "incomplete"
                     message.incomplete_at = stamp
-                    message.incomplete_details = {"reason": "run_cancelled" if status == "cancelled" else "run_failed"}  # type: ignore[assignment]
+                    message.incomplete_details = IncompleteDetails(reason="run_cancelled" if status == "cancelled" else "run_failed")
                     self.store.save(message)
 
     @staticmethod
@@ -267,7 +271,7 @@ class Engine:
         before = run.usage.model_dump() if run.usage else {"prompt_tokens": 0, "completion_tokens": 0}
         prompt = before["prompt_tokens"] + usage.prompt_tokens
         completion = before["completion_tokens"] + usage.completion_tokens
-        run.usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}  # type: ignore[assignment]
+        run.usage = RunUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
     # -- files -------------------------------------------------------------------------------
 
@@ -459,8 +463,8 @@ class Engine:
     @staticmethod
     def _step_usage(step: RunStep, usage: Usage | None) -> None:
         if usage is not None:
-            step.usage = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,  # type: ignore[assignment]
-                          "total_tokens": usage.prompt_tokens + usage.completion_tokens}
+            step.usage = run_step.Usage(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                                        total_tokens=usage.prompt_tokens + usage.completion_tokens)
 
     def _on_tool_delta(self, run: Run, turn: _Turn, delta: ToolCallDelta, function_names: set[str]) -> None:
         call = turn.calls.get(delta.index)
@@ -551,8 +555,8 @@ class Engine:
             for c in calls]})
         self._step_usage(step, turn.usage)
         self.store.save(step)
-        run.required_action = {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": [  # type: ignore[assignment]
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls]}}
+        run.required_action = RequiredAction.model_validate({"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls]}})
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._tool_outputs[run.id] = future
         self._set_status(run, "requires_action")
