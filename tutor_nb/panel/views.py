@@ -37,12 +37,14 @@ class StepView:
         self.logs = W.HTML()
         self.images = W.VBox()
         self.result = W.HTML()
+        #: catches what "Run here" and "Copy to cell" print or display (lost in a callback otherwise)
+        self.output = W.Output()
         self._image_ids: list[str] = []
         self.run_here = W.Button(description="Run here", icon="play", tooltip="Run this code in this notebook's kernel and compare")
         self.copy = W.Button(description="Copy to cell", icon="copy", tooltip="Put this code in a new cell")
         self.run_here.on_click(lambda _: on_run_here(self.step, self))
         self.copy.on_click(lambda _: on_copy(self.step, self))
-        body = W.VBox([self.code, self.logs, self.images, W.HBox([self.run_here, self.copy]), self.result])
+        body = W.VBox([self.code, self.logs, self.images, W.HBox([self.run_here, self.copy]), self.result, self.output])
         self.widget = W.Accordion(children=[body], selected_index=0)
         self._title = ""
 

@@ -183,21 +183,26 @@ class ChatPanel:
         from ..rerun import compare, rerun
 
         view.result.value = render.note_html("running in this notebook's kernel…")
+        outputs = [{"type": "logs", "logs": step.logs}] + [{"type": "image", "file_id": f} for f in step.image_file_ids]
+        call = CodeCall(code=step.code, outputs=outputs, status=step.status)
         try:
-            call = CodeCall.from_step(step.code, step.logs, step.image_file_ids)
-            comparison = compare(call, rerun(step.code))
-            view.result.value = _html_of(comparison)
+            view.output.clear_output()
+            with view.output:
+                result = rerun(call)
+            view.result.value = _html_of(compare(call, result))
         except Exception as exc:
-            view.result.value = render.error_html(f"{type(exc).__name__}: {exc}")
+            view.result.value = render.error_html(f"Run here failed: {type(exc).__name__}: {exc}")
 
     def _on_copy(self, step: Step, view: StepView) -> None:
         from ..rerun import to_cell
 
         try:
-            to_cell(step.code)
-            view.result.value = render.note_html("copied into a new cell")
+            view.output.clear_output()
+            with view.output:
+                to_cell(step.code)
+            view.result.value = render.note_html("copied: a new cell below holds the code (or copy it from here)")
         except Exception as exc:
-            view.result.value = render.error_html(f"{type(exc).__name__}: {exc}")
+            view.result.value = render.error_html(f"Copy to cell failed: {type(exc).__name__}: {exc}")
 
     # -- rendering -------------------------------------------------------------------
     def _changed(self) -> None:
