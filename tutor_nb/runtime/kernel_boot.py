@@ -1,0 +1,139 @@
+"""How a sandbox kernel is launched, and the code it runs first.
+
+Run as a script (``python kernel_boot.py -f CONNECTION_FILE``) this file is the kernel launcher:
+it joins the kernel's cgroup, sets rlimits on itself, then execs ipykernel (inside bubblewrap
+when that is configured), so the limits hold for the kernel and everything it starts. It uses
+the standard library only, because it runs before the kernel and outside the tutor_nb package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+ENV_VAR = "TUTOR_NB_KERNEL_LIMITS"
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+_SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH")
+_THREAD_POOLS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def kernel_argv() -> list[str]:
+    """The kernelspec argv: this file run by the server's own interpreter."""
+    return [sys.executable, str(Path(__file__).resolve()), "-f", "{connection_file}"]
+
+
+def kernel_env(*, limits: dict, private_dir: Path) -> dict[str, str]:
+    """The kernel's environment: the server's, minus anything that looks like a secret."""
+    env = {k: v for k, v in os.environ.items() if not any(m in k.upper() for m in _SECRET_MARKERS)}
+    env = {k: v for k, v in env.items() if not k.startswith(("OPENAI_", "JPY_", "TUTOR_NB_"))}
+    env["MPLBACKEND"] = INLINE_BACKEND
+    env["IPYTHONDIR"] = str(private_dir / "ipython")  # no user profile or startup scripts
+    env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+    threads = str(min(os.cpu_count() or 1, 4))  # big BLAS pools would eat the memory and process limits
+    for name in _THREAD_POOLS:
+        env.setdefault(name, threads)
+    env[ENV_VAR] = json.dumps(limits)
+    return env
+
+
+def find_bwrap() -> str | None:
+    return shutil.which("bwrap")
+
+
+def bwrap_prefix(bwrap: str, *, writable: Path) -> list[str]:
+    """bubblewrap arguments: read-only system, private /tmp, no network, home hidden, ``writable`` writable."""
+    args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    home = Path.home()
+    if home != Path("/") and home.is_dir():
+        args += ["--tmpfs", str(home)]
+    needed = {Path(sys.prefix), Path(sys.base_prefix), *(Path(p) for p in sys.path if p)}
+    for path in sorted(needed):
+        if path.exists() and (path.is_relative_to(home) or path.is_relative_to("/tmp")):
+            args += ["--ro-bind", str(path), str(path)]
+    args += ["--bind", str(writable), str(writable)]
+    args += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", "sandbox"]
+    # inside a pid namespace the kernel's parent is pid 1, which ipykernel takes for "orphaned"
+    args += ["--unsetenv", "JPY_PARENT_PID", "--die-with-parent", "--"]
+    return args
+
+
+def setup_code(*, output_cap: int, preload: tuple[str, ...] = ("numpy", "matplotlib.pyplot")) -> str:
+    """Code a fresh kernel runs once, silently: cap printed output, warm the usual imports."""
+    return f"""
+def _tnb_setup(cap, preload):
+    import importlib, sys
+    seen = [0]
+    def reset(*_):
+        seen[0] = 0
+    get_ipython().events.register("pre_execute", reset)
+    def capped(write):
+        def capped_write(text):
+            before = seen[0]
+            seen[0] = before + len(text)
+            if before >= cap:
+                return len(text)
+            if before + len(text) > cap:
+                write(text[: cap - before])
+                write("\\n[output truncated by the sandbox]\\n")
+                return len(text)
+            return write(text)
+        return capped_write
+    for stream in (sys.stdout, sys.stderr):
+        stream.write = capped(stream.write)
+    for name in preload:
+        try:
+            importlib.import_module(name)
+        except Exception:
+            pass
+_tnb_setup({output_cap!r}, {preload!r})
+del _tnb_setup
+"""
+
+
+def chdir_code(folder: Path) -> str:
+    return f"import os as _tnb_os\n_tnb_os.chdir({str(folder)!r})\ndel _tnb_os\n"
+
+
+def _apply_limits(limits: dict) -> None:
+    import resource
+
+    for procs_file in limits.get("cgroup_procs", []):
+        with open(procs_file, "w") as f:
+            f.write(str(os.getpid()))
+    mb = 1024 * 1024
+    if limits.get("memory_mb"):
+        resource.setrlimit(resource.RLIMIT_AS, (limits["memory_mb"] * mb,) * 2)
+    if limits.get("file_mb"):
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_mb"] * mb,) * 2)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if limits.get("nproc"):
+        # counts every task of this user, so it sits on top of what the user already runs; root ignores it
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits["nproc"] + _user_tasks(),) * 2)
+
+
+def _user_tasks() -> int:
+    uid = os.getuid()
+    count = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    count += len(os.listdir(f"/proc/{entry}/task"))
+            except OSError:
+                pass
+    return count
+
+
+def main(argv: list[str]) -> None:
+    limits = json.loads(os.environ.pop(ENV_VAR, "{}"))
+    _apply_limits(limits)
+    cmd = [*limits.get("wrap", []), sys.executable, "-m", "ipykernel_launcher", *argv,
+           "--HistoryManager.hist_file=:memory:"]
+    os.execv(cmd[0], cmd)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,270 @@
+"""OS-level limits around a sandbox kernel: a cgroup per kernel, process-tree watch, folder accounting.
+
+rlimits are set inside the kernel's own process (see ``kernel_boot``); what needs a view from
+outside the kernel lives here. Everything degrades quietly: where cgroups are not writable the
+sandbox falls back to watching the kernel's process tree from the server.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+CGROUP_FS = Path("/sys/fs/cgroup")  # tests point this elsewhere to exercise the fallback
+
+
+def _own_cgroup_paths() -> dict[str, str]:
+    """Map controller name ('' for cgroup v2) to this process's cgroup path."""
+    paths: dict[str, str] = {}
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return paths
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        for name in controllers.split(",") if controllers else [""]:
+            paths[name] = path
+    return paths
+
+
+def _write(path: Path, value: str) -> None:
+    path.write_text(value)
+
+
+def _read_counter(path: Path, key: str) -> int:
+    """Read ``key N`` from a cgroup events/stat file; 0 when absent."""
+    try:
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+@dataclass
+class KernelCgroup:
+    """One cgroup (v2) or a pair of cgroups (v1 pids + memory) holding one kernel's process tree."""
+
+    pids_dir: Path
+    memory_dir: Path | None
+    v2: bool
+    _dirs: list[Path] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, pids_max: int, memory_bytes: int | None) -> KernelCgroup | None:
+        """Make a fresh cgroup with the limits set, or None when this machine does not allow it."""
+        name = f"tutor_nb-{uuid.uuid4().hex[:12]}"
+        own = _own_cgroup_paths()
+        v2_root = cls._v2_root()
+        try:
+            if "pids" in own and (CGROUP_FS / "pids").is_dir():
+                return cls._create_v1(name, own, pids_max, memory_bytes)
+            if v2_root is not None and "" in own:
+                return cls._create_v2(v2_root / own[""].lstrip("/"), name, pids_max, memory_bytes)
+        except OSError:
+            return None
+        return None
+
+    @staticmethod
+    def _v2_root() -> Path | None:
+        for candidate in (CGROUP_FS, CGROUP_FS / "unified"):
+            if (candidate / "cgroup.controllers").is_file():
+                return candidate
+        return None
+
+    @classmethod
+    def _create_v1(cls, name: str, own: dict[str, str], pids_max: int, memory_bytes: int | None) -> KernelCgroup:
+        pids_dir = CGROUP_FS / "pids" / own["pids"].lstrip("/") / name
+        pids_dir.mkdir()
+        group = cls(pids_dir=pids_dir, memory_dir=None, v2=False, _dirs=[pids_dir])
+        try:
+            _write(pids_dir / "pids.max", str(pids_max))
+            if memory_bytes and "memory" in own and (CGROUP_FS / "memory").is_dir():
+                memory_dir = CGROUP_FS / "memory" / own["memory"].lstrip("/") / name
+                try:
+                    memory_dir.mkdir()
+                    group._dirs.append(memory_dir)
+                    _write(memory_dir / "memory.limit_in_bytes", str(memory_bytes))
+                    group.memory_dir = memory_dir
+                except OSError:
+                    pass  # a pids limit alone is still worth having
+        except OSError:
+            group.remove()
+            raise
+        return group
+
+    @classmethod
+    def _create_v2(cls, parent: Path, name: str, pids_max: int, memory_bytes: int | None) -> KernelCgroup:
+        enabled = (parent / "cgroup.subtree_control").read_text().split()
+        if "pids" not in enabled:
+            _write(parent / "cgroup.subtree_control", "+pids")
+        directory = parent / name
+        directory.mkdir()
+        group = cls(pids_dir=directory, memory_dir=None, v2=True, _dirs=[directory])
+        try:
+            _write(directory / "pids.max", str(pids_max))
+            if memory_bytes and (directory / "memory.max").exists():
+                _write(directory / "memory.max", str(memory_bytes))
+                group.memory_dir = directory
+        except OSError:
+            group.remove()
+            raise
+        return group
+
+    @property
+    def procs_files(self) -> list[str]:
+        """The files a process writes its pid to in order to join (done by the kernel launcher)."""
+        return [str(d / "cgroup.procs") for d in self._dirs]
+
+    def pids(self) -> set[int]:
+        try:
+            return {int(p) for p in (self.pids_dir / "cgroup.procs").read_text().split()}
+        except (OSError, ValueError):
+            return set()
+
+    def limit_hits(self) -> int:
+        """How many times a fork failed because the process limit was reached."""
+        return _read_counter(self.pids_dir / "pids.events", "max")
+
+    def oom_kills(self) -> int:
+        if self.memory_dir is None:
+            return 0
+        name = "memory.events" if self.v2 else "memory.oom_control"
+        return _read_counter(self.memory_dir / name, "oom_kill")
+
+    def kill(self, keep: set[int] = frozenset()) -> int:  # type: ignore[assignment]
+        """SIGKILL every process in the group except ``keep``; returns how many were killed."""
+        killed = 0
+        for _ in range(50):  # members may fork while we kill; the pids limit bounds how many
+            victims = self.pids() - set(keep)
+            if not victims:
+                break
+            for pid in victims:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed += 1
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.01)
+        return killed
+
+    def remove(self) -> None:
+        """Kill what is left and delete the cgroup directories."""
+        self.kill()
+        for directory in reversed(self._dirs):
+            for _ in range(100):
+                try:
+                    directory.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)  # killed members take a moment to leave
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def tree_memory(pid: int) -> int:
+    """Largest virtual size (bytes) among the kernel process and its descendants: what RLIMIT_AS bounds."""
+    largest = 0
+    try:
+        procs = [psutil.Process(pid), *descendants(pid)]
+    except psutil.Error:
+        return 0
+    for proc in procs:
+        try:
+            largest = max(largest, proc.memory_info().vms)
+        except psutil.Error:
+            pass
+    return largest
+
+
+def kill_tree(pid: int) -> None:
+    """Freeze then kill a process, its process group and every descendant (a fork bomb keeps forking)."""
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        pgid = None
+    if pgid is not None and pgid == pid:
+        try:
+            os.killpg(pgid, signal.SIGSTOP)
+        except ProcessLookupError:
+            pass
+    procs = descendants(pid)
+    for proc in procs:
+        try:
+            proc.send_signal(signal.SIGSTOP)
+        except psutil.Error:
+            pass
+    for proc in [*descendants(pid), *procs]:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    if pgid is not None and pgid == pid:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def is_hidden(relative: Path) -> bool:
+    """Hidden or temporary files are not reported as outputs."""
+    for part in relative.parts:
+        if part.startswith(".") or part == "__pycache__":
+            return True
+    name = relative.name
+    return name.endswith(("~", ".tmp", ".swp")) or name.startswith("~$")
+
+
+Snapshot = dict[Path, tuple[int, int]]
+
+MAX_SCANNED = 20_000  # files; a folder with more is not fully accounted (stated in the docs)
+
+
+def snapshot(folder: Path) -> Snapshot:
+    """Path -> (mtime_ns, size) of regular files under ``folder``, hidden ones included."""
+    found: Snapshot = {}
+    stack = [folder]
+    while stack and len(found) < MAX_SCANNED:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    found[Path(entry.path)] = (st.st_mtime_ns, st.st_blocks * 512)
+            except OSError:
+                continue
+    return found
+
+
+def folder_bytes(files: Snapshot) -> int:
+    return sum(size for _, size in files.values())
+
+
+def changed_files(before: Snapshot, after: Snapshot, folder: Path) -> list[Path]:
+    """Visible files that are new or modified, oldest change first."""
+    changed = [p for p, stamp in after.items() if before.get(p) != stamp and not is_hidden(p.relative_to(folder))]
+    return sorted(changed, key=lambda p: (after[p][0], str(p)))
