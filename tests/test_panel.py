@@ -270,7 +270,7 @@ PANEL_CASSETTE = {
     "turns": [
         {"user": "y = x^2 그래프를 그려줘", "turn": 0, "reply": {"content": None, "tool_calls": [{
             "name": "code_interpreter", "arguments": json.dumps({"code": (
-                "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+                "import matplotlib.pyplot as plt\n"
                 "xs = list(range(-5, 6))\nplt.plot(xs, [x * x for x in xs])\nplt.title('y = x^2')\nplt.show()\n"
                 "print('그래프 완성')")})}]}},
         {"user": "y = x^2 그래프를 그려줘", "turn": 1, "reply": {
@@ -306,7 +306,7 @@ def test_replay_plot_shows_the_image(replay_runtime):
     (step,) = entry["steps"]
     assert len(step["image_file_ids"]) == 1 and "그래프 완성" in step["logs"]
     images = [w for w in walk(panel.widget) if isinstance(w, W.Image)]
-    assert len(images) == 1 and images[0].value.startswith(b"\x89PNG")
+    assert len(images) == 1 and bytes(images[0].value).startswith(b"\x89PNG")
     (answer,) = shown(panel, W.HTMLMath)
     assert "$y = x^2$" in answer and "$$ (0, 0) $$" in answer
 

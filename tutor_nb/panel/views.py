@@ -80,11 +80,15 @@ class AnswerView:
         self.widget = W.VBox()
         self._parts: dict[int, W.Widget] = {}
 
-    def update(self, answer: Answer, files: FileBytes) -> None:
+    def update(self, answer: Answer, files: FileBytes, shown_in_steps: frozenset[str] = frozenset()) -> None:
+        """``shown_in_steps``: images already shown under a code step (the Assistants API
+        repeats a step's plot in the message), not shown twice."""
         self.version = answer.version
         new = False
         for index, part in sorted(answer.parts.items()):
             widget = self._parts.get(index)
+            if isinstance(part, ImagePart) and part.file_id in shown_in_steps:
+                continue
             if isinstance(part, TextPart):
                 if not isinstance(widget, W.HTMLMath):
                     widget = self._parts[index] = W.HTMLMath()
@@ -139,6 +143,7 @@ class TurnView:
         if turn.role == "user":
             return
         added = False
+        step_images = frozenset(fid for step in turn.steps for fid in step.image_file_ids)
         for item in turn.items:
             view = self._items.get(item.key)
             if view is None:
@@ -151,7 +156,10 @@ class TurnView:
                 self._items[item.key] = view
                 added = True
             if view.version != item.version:  # type: ignore[attr-defined]
-                view.update(item, files)  # type: ignore[attr-defined]
+                if isinstance(view, AnswerView):
+                    view.update(item, files, step_images)  # type: ignore[arg-type]
+                else:
+                    view.update(item, files)  # type: ignore[attr-defined]
         if added:
             self.body.children = [self._items[item.key].widget for item in turn.items]  # type: ignore[attr-defined]
 
