@@ -16,15 +16,16 @@ _EXPORTS = {
     "show_json": "tutor_nb.display",
     "load_api_key": "tutor_nb.keys",
     "mask_key": "tutor_nb.keys",
+    "describe_api_key": "tutor_nb.keys",
     "connect": "tutor_nb.client",
     "CodeCall": "tutor_nb.calls",
     "code_calls": "tutor_nb.calls",
     "last_code": "tutor_nb.calls",
-    "rerun": "tutor_nb.rerun",
-    "RerunResult": "tutor_nb.rerun",
-    "compare": "tutor_nb.rerun",
-    "Comparison": "tutor_nb.rerun",
-    "to_cell": "tutor_nb.rerun",
+    "rerun": "tutor_nb.local_run",
+    "RerunResult": "tutor_nb.local_run",
+    "compare": "tutor_nb.local_run",
+    "Comparison": "tutor_nb.local_run",
+    "to_cell": "tutor_nb.local_run",
     "ChatPanel": "tutor_nb.panel",
     "MissingAPIKeyError": "tutor_nb.errors",
     "NoCodeCallsError": "tutor_nb.errors",
@@ -55,4 +56,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from .errors import MissingAPIKeyError, NoCodeCallsError, RuntimeStartError, TutorNBError
     from .keys import load_api_key, mask_key
     from .panel import ChatPanel
-    from .rerun import Comparison, RerunResult, compare, rerun, to_cell
+    from .local_run import Comparison, RerunResult, compare, rerun, to_cell

@@ -101,7 +101,8 @@ def _check(raw: Any, params: type) -> dict[str, Any]:
     return checked
 
 
-async def _body(request: Request, params: type) -> dict[str, Any]:
+async def _body(request: Request, params: type, **path: str) -> dict[str, Any]:
+    """The JSON body checked against the SDK's parameter type (path parameters count as given)."""
     data = await request.body()
     if not data.strip():
         raw: Any = {}
@@ -110,6 +111,8 @@ async def _body(request: Request, params: type) -> dict[str, Any]:
             raw = json.loads(data)
         except ValueError as exc:
             raise APIError(400, f"The request body is not valid JSON ({exc}). Send a JSON object.") from None
+    if isinstance(raw, dict):
+        raw = {**raw, **path}
     return _check(raw, params)
 
 
@@ -344,7 +347,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/v1/threads/{thread_id}/messages")
     async def create_message(thread_id: str, request: Request) -> Response:
         rt.need(Thread, thread_id)
-        message = new_message(thread_id, await _body(request, message_create_params.MessageCreateParams))
+        message = new_message(thread_id, await _body(request, message_create_params.MessageCreateParams, thread_id=thread_id))
         rt.store.add(message, parent=thread_id)
         return _ok(message)
 
@@ -362,7 +365,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/v1/threads/{thread_id}/messages/{message_id}")
     async def update_message(thread_id: str, message_id: str, request: Request) -> Response:
         message = _in_thread(rt.need(Message, message_id), thread_id)
-        p = await _body(request, message_update_params.MessageUpdateParams)
+        p = await _body(request, message_update_params.MessageUpdateParams, thread_id=thread_id)
         message = Message.model_validate({**message.model_dump(), **p})
         rt.store.save(message)
         return _ok(message)
@@ -419,7 +422,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/v1/threads/{thread_id}/runs")
     async def create_run(thread_id: str, request: Request) -> Response:
         rt.need(Thread, thread_id)
-        p = await _body(request, run_create_params.RunCreateParamsBase)
+        p = await _body(request, run_create_params.RunCreateParamsBase, thread_id=thread_id)
         run = new_run(thread_id, p)
         return start(run, bool(p.get("stream")))
 
@@ -442,7 +445,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/v1/threads/{thread_id}/runs/{run_id}")
     async def update_run(thread_id: str, run_id: str, request: Request) -> Response:
         run = _in_thread(rt.need(Run, run_id), thread_id)
-        p = await _body(request, run_update_params.RunUpdateParams)
+        p = await _body(request, run_update_params.RunUpdateParams, thread_id=thread_id)
         if p.get("metadata") is not None:
             run.metadata = p["metadata"]
         rt.store.save(run)
@@ -458,7 +461,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/v1/threads/{thread_id}/runs/{run_id}/submit_tool_outputs")
     async def submit_tool_outputs(thread_id: str, run_id: str, request: Request) -> Response:
         run = _in_thread(rt.need(Run, run_id), thread_id)
-        p = await _body(request, run_submit_tool_outputs_params.RunSubmitToolOutputsParamsBase)
+        p = await _body(request, run_submit_tool_outputs_params.RunSubmitToolOutputsParamsBase, thread_id=thread_id)
         if run.status != "requires_action":
             raise APIError(400, f"Run {run_id} is '{run.status}', not waiting for tool outputs (requires_action).",
                            param="run_id")

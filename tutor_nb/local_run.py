@@ -17,7 +17,6 @@ import pprint
 import re
 import sys
 import traceback
-import types
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Literal
@@ -347,14 +346,3 @@ def to_cell(call_or_code: Any) -> None:
     display({"text/plain": code, "text/html": note + code_html(code)}, raw=True)
     return None
 
-
-class _CallableModule(types.ModuleType):
-    """Importing this module makes ``tutor_nb.rerun`` name the module, shadowing the function
-    the package exports under the same name; calling the module runs the function, so
-    ``tutor_nb.rerun(call)`` works whichever name was touched first."""
-
-    def __call__(self, call_or_code: Any, *, shell: Any = None) -> RerunResult:
-        return rerun(call_or_code, shell=shell)
-
-
-sys.modules[__name__].__class__ = _CallableModule
