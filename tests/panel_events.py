@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Iterator
 
 from openai._models import construct_type
@@ -57,3 +58,23 @@ def fibonacci_run(answer: str, code: str, logs: str, chunk: int = 7) -> Iterator
         yield text_delta(answer[i : i + chunk])
     yield event("thread.message.completed", message("completed", [text_block(answer)]))
     yield event("thread.run.completed", run("completed", usage={"prompt_tokens": 50, "completion_tokens": 20, "total_tokens": 70}))
+
+
+#: A replay cassette: a plot (an image output), a CSV file, and an answer with inline and display math
+#: and a link to the file.
+PLOT_CASSETTE = {
+    "source": "authored",
+    "description": "Panel tests: a plot and a CSV file; the answer has inline and display math and links the file.",
+    "turns": [
+        {"user": "y = x^2 그래프를 그려줘", "turn": 0, "reply": {"content": None, "tool_calls": [{
+            "name": "code_interpreter", "arguments": json.dumps({"code": (
+                "import matplotlib.pyplot as plt\n"
+                "xs = list(range(-5, 6))\nplt.plot(xs, [x * x for x in xs])\nplt.title('y = x^2')\nplt.show()\n"
+                "with open('/mnt/data/squares.csv', 'w') as f:\n"
+                "    f.write('x,y\\n' + ''.join(f'{x},{x * x}\\n' for x in xs))\n"
+                "print('그래프 완성')")})}]}},
+        {"user": "y = x^2 그래프를 그려줘", "turn": 1, "reply": {
+            "content": "포물선 \\( y = x^2 \\) 의 그래프입니다. 꼭짓점은 \\[ (0, 0) \\] 입니다.\n\n"
+                       "[표 내려받기](sandbox:/mnt/data/squares.csv)", "tool_calls": []}},
+    ],
+}

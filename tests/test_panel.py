@@ -3,6 +3,7 @@ stand-in model over HTTP), or by stream events parsed as the openai SDK parses t
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import threading
@@ -258,25 +259,10 @@ def replay_runtime(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("panel-replay")
     cassette = tmp / "panel.json"
-    cassette.write_text(json.dumps(PANEL_CASSETTE, ensure_ascii=False), encoding="utf-8")
+    cassette.write_text(json.dumps(ev.PLOT_CASSETTE, ensure_ascii=False), encoding="utf-8")
     rt = start(backend="replay", data_dir=tmp / "data", cassettes=[cassette])
     yield rt
     rt.stop()
-
-
-PANEL_CASSETTE = {
-    "source": "authored",
-    "description": "Panel tests: a plot, and an answer with math and a file link.",
-    "turns": [
-        {"user": "y = x^2 그래프를 그려줘", "turn": 0, "reply": {"content": None, "tool_calls": [{
-            "name": "code_interpreter", "arguments": json.dumps({"code": (
-                "import matplotlib.pyplot as plt\n"
-                "xs = list(range(-5, 6))\nplt.plot(xs, [x * x for x in xs])\nplt.title('y = x^2')\nplt.show()\n"
-                "print('그래프 완성')")})}]}},
-        {"user": "y = x^2 그래프를 그려줘", "turn": 1, "reply": {
-            "content": "포물선 \\( y = x^2 \\) 의 그래프입니다. 꼭짓점은 \\[ (0, 0) \\] 입니다.", "tool_calls": []}},
-    ],
-}
 
 
 @pytest.mark.slow
@@ -309,6 +295,9 @@ def test_replay_plot_shows_the_image(replay_runtime):
     assert len(images) == 1 and bytes(images[0].value).startswith(b"\x89PNG")
     (answer,) = shown(panel, W.HTMLMath)
     assert "$y = x^2$" in answer and "$$ (0, 0) $$" in answer
+    expected_csv = base64.b64encode(("x,y\n" + "".join(f"{x},{x * x}\n" for x in range(-5, 6))).encode()).decode()
+    assert f'download="squares.csv" href="data:text/csv;base64,{expected_csv}">표 내려받기</a>' in answer
+    assert "sandbox:" not in answer
 
 
 @pytest.mark.slow
