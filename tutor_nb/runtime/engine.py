@@ -322,7 +322,7 @@ class Engine:
         by_id = {obj.id: obj for obj in timeline if isinstance(obj, Message)}
         for obj in timeline:
             if isinstance(obj, Message) and (obj.role == "user" or obj.run_id is None):
-                messages.append({"role": obj.role, "content": self._with_attachments(obj)})
+                messages.append({"role": obj.role, "content": message_text(obj)})
             elif isinstance(obj, RunStep) and obj.step_details.type == "message_creation":
                 message = by_id.get(obj.step_details.message_creation.message_id)
                 if message is not None and message_text(message):
@@ -340,15 +340,6 @@ class Engine:
             model=run.model, messages=messages, tools=tools, temperature=run.temperature,
             top_p=run.top_p, max_tokens=run.max_completion_tokens,
         )
-
-    def _with_attachments(self, message: Message) -> str:
-        text = message_text(message)
-        names = []
-        for attachment in message.attachments or []:
-            meta = self.store.get(FileObject, attachment.file_id or "")
-            if meta is not None:
-                names.append(f"/mnt/data/{Path(meta.filename).name}")
-        return text + (f"\n\n(attached: {', '.join(names)})" if names else "")
 
     @staticmethod
     def _tool_messages(step: RunStep) -> list[dict[str, Any]]:
