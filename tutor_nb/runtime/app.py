@@ -243,7 +243,7 @@ def create_app(settings: Settings) -> FastAPI:
             "id": new_id("assistant"), "object": "assistant", "created_at": now(), "model": p["model"],
             "name": p.get("name"), "description": p.get("description"), "instructions": p.get("instructions"),
             "tools": p.get("tools") or [], "metadata": p.get("metadata") or {},
-            "tool_resources": _tool_resources(p.get("tool_resources")),
+            "tool_resources": _tool_resources(p.get("tool_resources"), p.get("tools")),
             "temperature": p.get("temperature", 1.0), "top_p": p.get("top_p", 1.0),
             "response_format": p.get("response_format") or "auto",
         })
@@ -560,8 +560,11 @@ def _in_thread(obj: Any, thread_id: str) -> Any:
     return obj
 
 
-def _tool_resources(resources: dict[str, Any] | None) -> dict[str, Any]:
+def _tool_resources(resources: dict[str, Any] | None, tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Stored tool resources; an assistant with the code interpreter always shows its file list."""
     resources = dict(resources or {})
+    if any(t.get("type") == "code_interpreter" for t in tools or []):
+        resources.setdefault("code_interpreter", {"file_ids": []})
     ci = resources.get("code_interpreter")
     if ci is not None:
         resources["code_interpreter"] = {"file_ids": list(ci.get("file_ids") or [])}
