@@ -129,3 +129,32 @@ def test_function_tools_pause_for_outputs(tmp_path):
         steps = client.beta.threads.runs.steps.list(thread_id=run.thread_id, run_id=run.id, order="asc").data
         assert steps[0].step_details.tool_calls[0].function.output == "sunny"
     assert len(fake.requests) == 2  # one call before the tool output, one after
+
+
+def test_recorded_chat_turns_replay_offline(tmp_path):
+    from tutor_nb.runtime import start
+
+    cassette = tmp_path / "recorded.json"
+    question = "Use code to find 7 * 6"
+
+    def run_once(**settings):
+        with start(data_dir=tmp_path / settings["backend"], **settings) as rt:
+            client = rt.client(max_retries=0)
+            assistant = client.beta.assistants.create(model="tutor-model", tools=[{"type": "code_interpreter"}])
+            run = client.beta.threads.create_and_run_poll(
+                assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": question}]}
+            )
+            assert run.status == "completed", run.last_error
+            steps = client.beta.threads.runs.steps.list(thread_id=run.thread_id, run_id=run.id, order="asc").data
+            answer = client.beta.threads.messages.list(thread_id=run.thread_id).data[0].content[0].text.value
+            return steps[0].step_details.tool_calls[0].code_interpreter, answer
+
+    with FakeModel() as fake:
+        live_call, live_answer = run_once(backend="chat", model_base_url=fake.base_url, record=cassette)
+    recorded = json.loads(cassette.read_text())
+    assert recorded["source"].startswith("recorded from tutor-model on ")
+    assert [t["turn"] for t in recorded["turns"]] == [0, 1]
+    replay_call, replay_answer = run_once(backend="replay", cassettes=[cassette])
+    assert replay_call.input == live_call.input == "7 * 6"
+    assert replay_call.outputs[0].logs == live_call.outputs[0].logs
+    assert replay_answer == live_answer and "42" in replay_answer

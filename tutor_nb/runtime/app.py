@@ -505,7 +505,7 @@ def create_app(settings: Settings) -> FastAPI:
         data = await upload.read()
         meta = FileObject.model_validate({
             "id": new_id("file"), "object": "file", "bytes": len(data), "created_at": now(),
-            "filename": Path(upload.filename or "upload").name or "upload", "purpose": purpose, "status": "processed",
+            "filename": _safe_name(upload.filename), "purpose": purpose, "status": "processed",
         }) if purpose in FileObject.model_fields["purpose"].annotation.__args__ else None  # type: ignore[union-attr]
         if meta is None:
             raise APIError(400, f"Unknown purpose {purpose!r}; use 'assistants'.", param="purpose", code="invalid_value")
@@ -576,6 +576,12 @@ def _check_files(rt: RuntimeCore, resources: Any) -> None:
     ci = getattr(resources, "code_interpreter", None) if resources else None
     for file_id in getattr(ci, "file_ids", None) or []:
         rt.need(FileObject, file_id, param="tool_resources.code_interpreter.file_ids")
+
+
+def _safe_name(name: str | None) -> str:
+    """A file's own name without any folder part, so it can never point outside a folder."""
+    base = Path((name or "").replace("\\", "/")).name
+    return base if base not in ("", ".", "..") else "upload"
 
 
 def _quote(name: str) -> str:

@@ -1,0 +1,63 @@
+"""The command line: the README's main job, and the runtime served in the foreground."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import openai
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPEN_API_KEY")}
+    env["TUTOR_NB_DATA_DIR"] = str(tmp_path / "data")
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+@pytest.mark.slow
+def test_walkthrough_command_runs_offline(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "tutor_nb", "walkthrough"], cwd=tmp_path, env=_env(tmp_path),
+        capture_output=True, text=True, timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout
+    assert "offline runtime" in out and "replay" in out
+    assert re.search(r"run run_\w+: completed", out)
+    assert "tool_calls (completed)" in out and "message_creation (completed)" in out
+    assert "4181" in out and out.rstrip().endswith("(as Python values)")
+    assert "match" in out.splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_serve_prints_its_url_and_stops_cleanly(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tutor_nb", "serve", "--port", "0", "--data-dir", str(tmp_path / "d")],
+        env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/v1", line)
+        assert match, line + proc.stderr.read() if proc.poll() is not None else line
+        client = openai.OpenAI(base_url=match.group(0), api_key="local", max_retries=0)
+        assert client.beta.assistants.create(model="m").id.startswith("asst_")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+
+
+def test_public_bind_without_token_is_refused(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "tutor_nb", "serve", "--port", "0", "--host", "0.0.0.0", "--data-dir", str(tmp_path)],
+        env=_env(tmp_path), capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2
+    assert "token" in done.stderr and "Traceback" not in done.stderr
