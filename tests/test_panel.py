@@ -85,7 +85,7 @@ def test_file_path_annotations_become_download_links():
     spans = [(first, text.index(")", first)), (second, len(text))]
     links = [render.FileLink("table.csv", b"a,b\n1,2\n"), render.FileLink("notes.txt", None)]
     body = render.markdown_html(render.links_markdown(text, spans), links)
-    assert 'download="table.csv" href="data:text/csv;base64,YSxiCjEsMgo="' in body
+    assert 'download="table.csv" style="color:#0969da; text-decoration:underline" href="data:text/csv;base64,YSxiCjEsMgo="' in body
     assert ">the table</a>" in body and ">notes.txt</a>" in body
     assert "sandbox:" not in body
 
@@ -296,7 +296,7 @@ def test_replay_plot_shows_the_image(replay_runtime):
     (answer,) = shown(panel, W.HTMLMath)
     assert "$y = x^2$" in answer and "$$ (0, 0) $$" in answer
     expected_csv = base64.b64encode(("x,y\n" + "".join(f"{x},{x * x}\n" for x in range(-5, 6))).encode()).decode()
-    assert f'download="squares.csv" href="data:text/csv;base64,{expected_csv}">표 내려받기</a>' in answer
+    assert f'download="squares.csv" style="{render._LINK_STYLE}" href="data:text/csv;base64,{expected_csv}">표 내려받기</a>' in answer
     assert "sandbox:" not in answer
 
 

@@ -34,6 +34,7 @@ _INLINE_DOLLARS = re.compile(r"(?<![\\$])\$(?![\s$])([^$\n]+?)(?<![\s\\])\$(?!\d
 _URL_ATTR = re.compile(r'\b(href|src)="([^"]*)"')
 _SAFE_URL = re.compile(r"^(https?:|mailto:|#)", re.I)
 _TOKEN = "\x00{}\x00"
+_LINK_STYLE = "color:#0969da; text-decoration:underline"
 
 
 def _split_code(text: str) -> list[tuple[bool, str]]:
@@ -123,7 +124,8 @@ def _sanitize_urls(body: str, links: list[FileLink]) -> str:
         found = re.fullmatch(r"tutornb-file-(\d+)", url)
         if found and int(found.group(1)) < len(links):
             link = links[int(found.group(1))]
-            return f'download="{html.escape(link.filename)}" {attr}="{link.url()}"'
+            title = "" if link.data is not None else ' title="too large to embed: fetch it with client.files.content"'
+            return f'download="{html.escape(link.filename)}" style="{_LINK_STYLE}"{title} {attr}="{link.url()}"'
         if _SAFE_URL.match(html.unescape(url)):
             return match.group(0)
         return f'{attr}="#"'

@@ -19,7 +19,7 @@ FileBytes = Mapping[str, Optional[bytes]]
 
 def image_widget(data: bytes) -> W.Image:
     kind = "jpeg" if data[:3] == b"\xff\xd8\xff" else "gif" if data[:4] == b"GIF8" else "png"
-    return W.Image(value=data, format=kind, layout=W.Layout(max_width="100%", height="auto"))
+    return W.Image(value=data, format=kind, layout=W.Layout(max_width="min(100%, 420px)", height="auto"))
 
 
 def _set(widget: W.Widget, value: str) -> None:

@@ -179,8 +179,7 @@ class ChatPanel:
         self._export_links.value = " · ".join(links)
 
     def _on_run_here(self, step: Step, view: StepView) -> None:
-        from ..calls import CodeCall
-        from ..rerun import compare, rerun
+        from .. import CodeCall, compare, rerun
 
         view.result.value = render.note_html("running in this notebook's kernel…")
         outputs = [{"type": "logs", "logs": step.logs}] + [{"type": "image", "file_id": f} for f in step.image_file_ids]
@@ -194,7 +193,7 @@ class ChatPanel:
             view.result.value = render.error_html(f"Run here failed: {type(exc).__name__}: {exc}")
 
     def _on_copy(self, step: Step, view: StepView) -> None:
-        from ..rerun import to_cell
+        from .. import to_cell
 
         try:
             view.output.clear_output()
