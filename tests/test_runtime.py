@@ -218,3 +218,17 @@ def test_pagination_and_crud(client):
     assert client.beta.assistants.delete(ids[0]).deleted
     with pytest.raises(openai.NotFoundError):
         client.beta.assistants.retrieve(ids[0])
+
+
+def test_modify_and_delete_threads_and_messages(client):
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "첫 질문"}], metadata={"class": "A"})
+    assert client.beta.threads.update(thread.id, metadata={"class": "B"}).metadata == {"class": "B"}
+    message = client.beta.threads.messages.list(thread_id=thread.id).data[0]
+    assert message.content[0].text.value == "첫 질문"
+    updated = client.beta.threads.messages.update(message.id, thread_id=thread.id, metadata={"seen": "yes"})
+    assert updated.metadata == {"seen": "yes"} and updated.content[0].text.value == "첫 질문"
+    assert client.beta.threads.messages.delete(message.id, thread_id=thread.id).deleted
+    assert client.beta.threads.messages.list(thread_id=thread.id).data == []
+    assert client.beta.threads.delete(thread.id).deleted
+    with pytest.raises(openai.NotFoundError):
+        client.beta.threads.messages.list(thread_id=thread.id)

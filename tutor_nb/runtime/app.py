@@ -113,7 +113,10 @@ async def _body(request: Request, params: type, **path: str) -> dict[str, Any]:
             raise APIError(400, f"The request body is not valid JSON ({exc}). Send a JSON object.") from None
     if isinstance(raw, dict):
         raw = {**raw, **path}
-    return _check(raw, params)
+    checked = _check(raw, params)
+    for name in path:
+        checked.pop(name, None)
+    return checked
 
 
 def _paging(request: Request) -> dict[str, Any]:
@@ -262,13 +265,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/v1/assistants/{assistant_id}")
     async def update_assistant(assistant_id: str, request: Request) -> Response:
         assistant = rt.need(Assistant, assistant_id)
-        p = await _body(request, assistant_update_params.AssistantUpdateParams)
-        if "tool_resources" in p:
-            p["tool_resources"] = _tool_resources(p["tool_resources"])
-        assistant = Assistant.model_validate({**assistant.model_dump(), **p})
-        _check_files(rt, assistant.tool_resources)
-        rt.store.save(assistant)
-        return _ok(assistant)
+        return _ok(_updated(rt, assistant, await _body(request, assistant_update_params.AssistantUpdateParams)))
 
     @app.delete("/v1/assistants/{assistant_id}")
     async def delete_assistant(assistant_id: str) -> Response:
@@ -324,13 +321,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/v1/threads/{thread_id}")
     async def update_thread(thread_id: str, request: Request) -> Response:
         thread = rt.need(Thread, thread_id)
-        p = await _body(request, thread_update_params.ThreadUpdateParams)
-        if "tool_resources" in p:
-            p["tool_resources"] = _tool_resources(p["tool_resources"])
-        thread = Thread.model_validate({**thread.model_dump(), **p})
-        _check_files(rt, thread.tool_resources)
-        rt.store.save(thread)
-        return _ok(thread)
+        return _ok(_updated(rt, thread, await _body(request, thread_update_params.ThreadUpdateParams)))
 
     @app.delete("/v1/threads/{thread_id}")
     async def delete_thread(thread_id: str) -> Response:
@@ -365,10 +356,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/v1/threads/{thread_id}/messages/{message_id}")
     async def update_message(thread_id: str, message_id: str, request: Request) -> Response:
         message = _in_thread(rt.need(Message, message_id), thread_id)
-        p = await _body(request, message_update_params.MessageUpdateParams, thread_id=thread_id)
-        message = Message.model_validate({**message.model_dump(), **p})
-        rt.store.save(message)
-        return _ok(message)
+        return _ok(_updated(rt, message, await _body(request, message_update_params.MessageUpdateParams, thread_id=thread_id)))
 
     @app.delete("/v1/threads/{thread_id}/messages/{message_id}")
     async def delete_message(thread_id: str, message_id: str) -> Response:
@@ -440,7 +428,12 @@ def create_app(settings: Settings) -> FastAPI:
             # a polling client: answer as soon as the status moves instead of making it sleep
             await rt.events.wait_changed(run_id, timeout=1.0)
             run = rt.need(Run, run_id)
-        return _ok(run, headers={"openai-poll-after-ms": str(settings.poll_after_ms)})
+        headers = {"openai-poll-after-ms": str(settings.poll_after_ms)}
+        timing = rt.engine.timing(run_id)
+        server_timing = timing.server_timing() if timing is not None else None
+        if server_timing:
+            headers["server-timing"] = server_timing
+        return _ok(run, headers=headers)
 
     @app.post("/v1/threads/{thread_id}/runs/{run_id}")
     async def update_run(thread_id: str, run_id: str, request: Request) -> Response:
@@ -570,6 +563,16 @@ def _tool_resources(resources: dict[str, Any] | None, tools: list[dict[str, Any]
         resources["code_interpreter"] = {"file_ids": list(ci.get("file_ids") or [])}
     resources.pop("file_search", None)
     return resources
+
+
+def _updated(rt: RuntimeCore, obj: BaseModel, changes: dict[str, Any]) -> BaseModel:
+    """Apply a modify request's fields to a stored object and save it."""
+    if "tool_resources" in changes:
+        changes["tool_resources"] = _tool_resources(changes["tool_resources"])
+    obj = type(obj).model_validate({**obj.model_dump(), **changes})
+    _check_files(rt, getattr(obj, "tool_resources", None))
+    rt.store.save(obj)
+    return obj
 
 
 def _check_files(rt: RuntimeCore, resources: Any) -> None:
