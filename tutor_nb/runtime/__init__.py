@@ -87,6 +87,9 @@ def start(**settings: Any) -> LocalRuntime:
     return LocalRuntime(Settings(**settings))
 
 
+#: pause between replayed pieces in the runtime behind ``connect()``, so code appears as if typed
+SHARED_REPLAY_DELAY = 0.01
+
 _shared: LocalRuntime | None = None
 _shared_lock = threading.Lock()
 
@@ -98,7 +101,8 @@ def shared_runtime(
     """The process-wide runtime behind ``tutor_nb.connect()``, started on first use.
 
     With no backend named: ``chat`` (OpenAI's Chat Completions) when an API key is found or a
-    model URL is given, else ``replay``. Asking for a different backend restarts it.
+    model URL is given, else ``replay``, which plays at a readable pace (``SHARED_REPLAY_DELAY``).
+    Asking for a different backend restarts it.
     """
     global _shared
     if backend is None:
@@ -109,6 +113,8 @@ def shared_runtime(
 
             model_api_key = model_api_key or load_api_key(required=False)
             backend = "chat" if model_api_key else "replay"
+    if backend == "replay":
+        settings.setdefault("replay_delay", SHARED_REPLAY_DELAY)
     wanted = dict(backend=backend, model_base_url=model_base_url, model=model, model_api_key=model_api_key, **settings)
     with _shared_lock:
         if _shared is not None and _shared.running and all(
