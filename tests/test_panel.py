@@ -216,6 +216,20 @@ def test_send_while_running_is_refused_and_wait_can_time_out():
     assert not panel._send_button.disabled and panel._stop_button.disabled
 
 
+def test_new_thread_starts_over():
+    panel = ChatPanel(client=object())
+    panel.play("first", ev.fibonacci_run("answer", "1 + 1", "2"))
+    panel.wait(timeout=10)
+    assert len(panel._messages.children) == 2
+    panel._conversation.thread_id = "thread_old"
+    panel._new_button.click()
+    assert panel.transcript == [] and panel._messages.children == () and panel.thread_id is None
+    panel.play("second", ev.fibonacci_run("again", "2 + 2", "4"))
+    panel.wait(timeout=10)
+    assert [t["text"] for t in panel.transcript] == ["second", "again"]
+    assert len(panel._messages.children) == 2
+
+
 def test_repr_and_mimebundle():
     panel = ChatPanel(client=object())
     bundle = panel._repr_mimebundle_()
@@ -323,6 +337,26 @@ def test_run_here_shows_a_match(replay_runtime):
     assert "match" in step_view.result.value and "mismatch" not in step_view.result.value
 
 
+@pytest.mark.slow
+def test_blocking_mode_sends_every_update_from_the_clicking_thread(replay_runtime, monkeypatch):
+    """Colab's mode: the Send callback returns when the run has ended, and no widget
+    message was sent by another thread (Colab drops those, googlecolab/colabtools#3373)."""
+    senders: set[str] = set()
+    original = W.Widget._send
+
+    def record(widget: W.Widget, msg: dict, buffers: object = None) -> None:
+        senders.add(threading.current_thread().name)
+        original(widget, msg, buffers)
+
+    panel = ChatPanel(client=replay_runtime.client(), updates="blocking")
+    monkeypatch.setattr(W.Widget, "_send", record)
+    panel._input.value = KOREAN_FIB
+    panel._send_button.click()
+    assert panel.transcript[-1]["status"] == "completed"
+    assert "4181" in shown(panel, W.HTMLMath)[0]
+    assert senders == {threading.current_thread().name}
+
+
 @pytest.fixture
 def slow_chat_runtime(tmp_path):
     """The chat backend in front of a stand-in model whose code sleeps in the sandbox."""
@@ -359,3 +393,31 @@ def test_stop_cancels_a_running_step(slow_chat_runtime):
     assert entry["status"] == "cancelled"
     assert any("Stopped." in v for v in shown(panel))
     assert "stopped" in status_line(panel) and not panel._send_button.disabled
+
+
+@pytest.mark.slow
+def test_interrupt_stops_a_blocking_send(slow_chat_runtime):
+    """In blocking mode the kernel cannot see the Stop click; its interrupt stops the run."""
+    import _thread
+
+    panel = ChatPanel(client=slow_chat_runtime.client(), model="stand-in", updates="blocking")
+
+    def interrupt_when_running() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            steps = panel.transcript[-1]["steps"] if len(panel.transcript) == 2 else []
+            if steps and steps[0]["code"]:
+                break
+            time.sleep(0.1)
+        time.sleep(1.5)  # the code is running in the sandbox by now
+        _thread.interrupt_main()
+
+    watcher = threading.Thread(target=interrupt_when_running, daemon=True)
+    watcher.start()
+    started = time.monotonic()
+    panel._input.value = "count slowly to 60"
+    panel._send_button.click()  # returns once the cancelled run has ended
+    watcher.join(5)
+    assert time.monotonic() - started < 40
+    assert panel.transcript[-1]["status"] == "cancelled"
+    assert any("Stopped." in v for v in shown(panel))

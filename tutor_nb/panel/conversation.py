@@ -185,6 +185,9 @@ class Conversation:
             if wanted:
                 self._fetch(turn, wanted)
             self._on_change()
+        if turn.status == "requires_action":  # nobody here can answer a function call
+            self._stop_requested = True
+            self._send_cancel()
 
     def _fetch(self, turn: Turn, file_ids: list[str]) -> None:
         for file_id in dict.fromkeys(file_ids):

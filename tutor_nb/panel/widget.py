@@ -5,7 +5,8 @@ Layout, top to bottom: the transcript, a status line, the input, the buttons.
 * The transcript is a Box laid out ``column-reverse`` with ``overflow: auto`` around one
   inner VBox. In a reversed flex container the browser measures scrolling from the bottom,
   so it stays pinned to the newest line while text streams in, and a learner who scrolled
-  up keeps their place. Pure CSS through core ``Layout`` traits: no script, no custom widget.
+  up keeps their place (the browser's scroll anchoring; both checked in Chromium by the
+  browser test). Pure CSS through core ``Layout`` traits: no script, no custom widget.
 * The input is a multi-line Textarea and only the Send button sends. There is no Enter
   shortcut: the Enter that confirms a Korean or Japanese syllable in an IME must not send,
   and core widgets give no way to tell the two Enters apart.
@@ -99,13 +100,16 @@ class ChatPanel:
     # -- scripting API -------------------------------------------------------------
     def send(self, text: str) -> None:
         """Post ``text`` as the learner and start a run; returns at once (see :meth:`wait`)."""
-        self._conversation.start(text)
-        threading.Thread(target=self._pump.run, name="tutor_nb-flush", daemon=True).start()
+        self._start(text, None, pump_in_background=True)
 
     def play(self, text: str, events: Iterable[Any]) -> None:
         """Show recorded ``runs.stream`` events as the reply to ``text``, as if live."""
+        self._start(text, events, pump_in_background=True)
+
+    def _start(self, text: str, events: Iterable[Any] | None, pump_in_background: bool) -> None:
         self._conversation.start(text, events=events)
-        threading.Thread(target=self._pump.run, name="tutor_nb-flush", daemon=True).start()
+        if pump_in_background:
+            threading.Thread(target=self._pump.run, name="tutor_nb-flush", daemon=True).start()
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         """Block until the current run ends and return its transcript entry.
@@ -163,9 +167,12 @@ class ChatPanel:
         if not text or self._conversation.running:
             return
         self._input.value = ""
-        self.send(text)
         if self.updates == "blocking":
+            # every update from this request's own thread, while the request runs (Colab)
+            self._start(text, None, pump_in_background=False)
             self.wait()
+        else:
+            self.send(text)
 
     def _on_new_thread(self) -> None:
         if not self._conversation.running:
@@ -240,7 +247,8 @@ class ChatPanel:
 
     # -- display -----------------------------------------------------------------------
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        bundle = self.widget._repr_mimebundle_(**kwargs) or {}
+        widget_bundle = getattr(self.widget, "_repr_mimebundle_", None)  # ipywidgets 8; 7 displays itself
+        bundle = dict(widget_bundle(**kwargs) or {}) if widget_bundle else {}
         bundle["text/plain"] = repr(self)
         return bundle
 
