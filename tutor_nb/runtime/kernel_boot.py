@@ -28,7 +28,8 @@ def kernel_argv() -> list[str]:
 def kernel_env(*, limits: dict, private_dir: Path) -> dict[str, str]:
     """The kernel's environment: the server's, minus anything that looks like a secret."""
     env = {k: v for k, v in os.environ.items() if not any(m in k.upper() for m in _SECRET_MARKERS)}
-    env = {k: v for k, v in env.items() if not k.startswith(("OPENAI_", "JPY_", "TUTOR_NB_"))}
+    # PYTEST_* would make ipykernel stop capturing C-level output when the server runs under pytest
+    env = {k: v for k, v in env.items() if not k.startswith(("OPENAI_", "JPY_", "TUTOR_NB_", "PYTEST_"))}
     env["MPLBACKEND"] = INLINE_BACKEND
     env["IPYTHONDIR"] = str(private_dir / "ipython")  # no user profile or startup scripts
     env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"

@@ -140,34 +140,79 @@ class KernelCgroup:
         name = "memory.events" if self.v2 else "memory.oom_control"
         return _read_counter(self.memory_dir / name, "oom_kill")
 
-    def kill(self, keep: set[int] = frozenset()) -> int:  # type: ignore[assignment]
-        """SIGKILL every process in the group except ``keep``; returns how many were killed."""
-        killed = 0
-        for _ in range(50):  # members may fork while we kill; the pids limit bounds how many
-            victims = self.pids() - set(keep)
+    def kill(self, keep: set[int] | frozenset[int] = frozenset()) -> int:
+        """Stop, then SIGKILL, every process in the group except ``keep``; returns how many.
+
+        Stopping first matters: a fork bomb refills every slot that a plain kill frees.
+        """
+        stopped: set[int] = set()
+        for _ in range(100):
+            victims = self.pids() - set(keep) - stopped
             if not victims:
                 break
             for pid in victims:
                 try:
-                    os.kill(pid, signal.SIGKILL)
-                    killed += 1
+                    os.kill(pid, signal.SIGSTOP)
                 except ProcessLookupError:
                     pass
-            time.sleep(0.01)
-        return killed
+                stopped.add(pid)
+        for pid in stopped:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return len(stopped)
 
-    def remove(self) -> None:
-        """Kill what is left and delete the cgroup directories."""
+    def wait_until(self, keep: set[int], patience: float) -> bool:
+        """Wait for killed members to finish exiting; True once only ``keep`` is left."""
+        deadline = time.monotonic() + patience
+        while self.pids() - keep:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def remove(self, patience: float = 1.0) -> bool:
+        """Kill what is left and delete the cgroup directories; False if members still linger."""
         self.kill()
+        deadline = time.monotonic() + patience
         for directory in reversed(self._dirs):
-            for _ in range(100):
+            while True:
                 try:
                     directory.rmdir()
                     break
                 except FileNotFoundError:
                     break
                 except OSError:
-                    time.sleep(0.02)  # killed members take a moment to leave
+                    if time.monotonic() > deadline:
+                        return False  # killed members not yet reaped; try again later
+                    time.sleep(0.02)
+        return True
+
+
+def sweep_stale(min_age: float = 120.0) -> int:
+    """Remove empty kernel cgroups left by servers that were killed; returns how many went.
+
+    Only old ones: a fresh empty cgroup may belong to a kernel another server is launching now.
+    """
+    own = _own_cgroup_paths()
+    parents = [CGROUP_FS / c / own[c].lstrip("/") for c in ("pids", "memory") if c in own]
+    v2_root = KernelCgroup._v2_root()
+    if v2_root is not None and "" in own:
+        parents.append(v2_root / own[""].lstrip("/"))
+    removed = 0
+    for parent in parents:
+        try:
+            stale = [d for d in parent.glob("tutor_nb-*") if time.time() - d.stat().st_mtime > min_age]
+        except OSError:
+            continue
+        for directory in stale:
+            try:
+                directory.rmdir()  # refuses while processes are inside
+                removed += 1
+            except OSError:
+                pass
+    return removed
 
 
 def descendants(pid: int) -> list[psutil.Process]:

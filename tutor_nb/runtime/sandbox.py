@@ -155,6 +155,7 @@ class Sandbox:
         self._all: set[_Kernel] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         self._lost: dict[str, str] = {}  # thread id -> why its earlier variables are gone
+        self._lingering: list[limits.KernelCgroup] = []  # cgroups whose killed members were not yet reaped
         self._pool: asyncio.Queue[_Kernel] | None = None
         self._filler: asyncio.Task | None = None
         self._reaper: asyncio.Task | None = None
@@ -176,6 +177,7 @@ class Sandbox:
         self._private.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._private.chmod(0o700)
         self.bwrap = await _working_bwrap()
+        await asyncio.to_thread(limits.sweep_stale)
         probe = limits.KernelCgroup.create(pids_max=1, memory_bytes=None)
         self.cgroups = probe is not None
         if probe is not None:
@@ -213,6 +215,13 @@ class Sandbox:
                     pass
         await asyncio.gather(*(self._retire(k) for k in list(self._all)), return_exceptions=True)
         self._kernels.clear()
+        await self._sweep_cgroups(patience=5.0)
+
+    async def _sweep_cgroups(self, patience: float = 0.0) -> None:
+        groups, self._lingering = self._lingering, []
+        for group in groups:
+            if not await asyncio.to_thread(group.remove, patience):
+                self._lingering.append(group)
 
     async def interrupt(self, thread_id: str) -> None:
         """Stop what runs now in the thread's kernel; returns once the execution has ended."""
@@ -317,7 +326,7 @@ class Sandbox:
     async def _conclude(self, kernel: _Kernel, ending: str, out: _Output, limit: float) -> tuple[Status, str | None]:
         """Turn how the execution ended into a status, an error and notes for the logs."""
         reason = kernel.stop_reason
-        lost = "it was restarted, so variables from earlier executions were lost"
+        lost = "it was restarted and variables from earlier executions were lost"
         thread = kernel.thread_id or ""
         if ending == "died":
             why = await self._death_reason(kernel, out)
@@ -348,7 +357,7 @@ class Sandbox:
         if out.ename is None:
             return "ok", None
         if out.ename == "MemoryError":
-            return "error", await self._after_memory_error(kernel, out)
+            return await self._after_memory_error(kernel, out)
         if out.ename == "OSError" and "File too large" in out.evalue:
             out.notes.append(f"A single file may be at most {self.max_file_mb} MB.")
         return "error", f"{out.ename}: {out.evalue}" if out.evalue else out.ename
@@ -378,7 +387,7 @@ class Sandbox:
             return f"kernel was killed ({name})"
         return f"kernel exited (exit code {code})"
 
-    async def _after_memory_error(self, kernel: _Kernel, out: _Output) -> str:
+    async def _after_memory_error(self, kernel: _Kernel, out: _Output) -> tuple[Status, str]:
         """A MemoryError leaves the kernel alive; restart it only if it still holds the memory."""
         limit = self.memory_limit_mb
         held = await asyncio.to_thread(limits.tree_memory, kernel.pid)
@@ -387,9 +396,9 @@ class Sandbox:
             self._lost[kernel.thread_id or ""] = f"ran out of memory (limit {limit} MB) and was restarted"
             out.notes.append(f"The kernel ran out of memory (limit {limit} MB) and still held it, "
                              "so it was restarted; variables from earlier executions were lost.")
-            return f"kernel ran out of memory (limit {limit} MB); variables were lost"
+            return "died", f"kernel ran out of memory (limit {limit} MB); variables were lost"
         out.notes.append(f"The code ran out of memory (limit {limit} MB); the kernel survived and variables are kept.")
-        return f"MemoryError: ran out of memory (limit {limit} MB)"
+        return "error", f"MemoryError: ran out of memory (limit {limit} MB)"
 
     async def _after_process_limit(self, kernel: _Kernel, out: _Output) -> None:
         """With a pids cgroup a fork bomb only fails to fork; stop the extra processes it left."""
@@ -401,6 +410,7 @@ class Sandbox:
         kernel.limit_hits = hits
         killed = await asyncio.to_thread(kernel.cgroup.kill, kernel.baseline)
         await self._quiet(kernel, _REAP_CODE)  # zombies still count against the limit
+        await asyncio.to_thread(kernel.cgroup.wait_until, kernel.baseline, 5.0)
         out.notes.append(f"The code tried to run more than {self.max_processes} processes at once; "
                          f"forking failed past the limit and {killed} leftover processes were stopped.")
 
@@ -505,6 +515,7 @@ class Sandbox:
         loop = asyncio.get_running_loop()
         while not self._closed:
             await asyncio.sleep(max(0.05, min(30.0, self.idle_timeout / 4)))
+            await self._sweep_cgroups()
             now = loop.time()
             for thread_id, kernel in list(self._kernels.items()):
                 lock = self._locks.get(thread_id)
@@ -604,8 +615,8 @@ class Sandbox:
         except Exception:
             if pid is not None:
                 limits.kill_tree(pid)
-        if kernel.cgroup is not None:
-            await asyncio.to_thread(kernel.cgroup.remove)
+        if kernel.cgroup is not None and not await asyncio.to_thread(kernel.cgroup.remove):
+            self._lingering.append(kernel.cgroup)
         shutil.rmtree(kernel.folder, ignore_errors=True)
         if kernel.sockets is not None:
             shutil.rmtree(kernel.sockets, ignore_errors=True)
