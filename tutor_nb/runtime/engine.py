@@ -16,6 +16,8 @@ import contextlib
 import json
 import logging
 import re
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,8 @@ TERMINAL = ("completed", "failed", "cancelled", "expired", "incomplete")
 #: how much of a tool's logs is sent back to the model (the client always gets all of it)
 MODEL_LOG_CHARS = 20_000
 _FILE_MENTION = re.compile(r"(?:sandbox:)?/mnt/data/([^\s)\]\"'`<>]+)")
+#: how many recent runs keep their timings (they live in memory only)
+TIMINGS_KEPT = 1000
 
 
 class RunFailure(Exception):
@@ -76,6 +80,26 @@ class _Turn:
 
 
 @dataclass
+class RunTiming:
+    """Where one run's time went, for ``Server-Timing`` and benchmarks; never part of the API objects."""
+
+    launched: float  # perf_counter() when the run was handed to the engine
+    started: float | None = None  # perf_counter() when its task began
+    kernel: float = 0.0  # seconds spent in the sandbox (kernel hand-over and executions)
+    ended: float | None = None  # perf_counter() at its terminal status
+    ended_at: float | None = None  # time.time() at its terminal status: sub-second, unlike completed_at
+
+    def server_timing(self) -> str | None:
+        """A ``Server-Timing`` header value once the run has ended, else None."""
+        if self.ended is None or self.ended_at is None:
+            return None
+        started = self.started if self.started is not None else self.launched
+        engine = self.ended - started - self.kernel
+        return (f"queue;dur={(started - self.launched) * 1e3:.3f}, engine;dur={engine * 1e3:.3f}, "
+                f"kernel;dur={self.kernel * 1e3:.3f}, ended;desc=\"{self.ended_at:.6f}\"")
+
+
+@dataclass
 class _RunState:
     """What a run carries from one turn to the next."""
 
@@ -102,6 +126,7 @@ class Engine:
         self._tasks: dict[str, asyncio.Task] = {}
         self._live: dict[str, Run] = {}  # the one in-memory copy of each active run
         self._tool_outputs: dict[str, asyncio.Future] = {}
+        self._timings: OrderedDict[str, RunTiming] = OrderedDict()
         self._closing = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -137,7 +162,14 @@ class Engine:
         """The run as it is now: the live copy while active, else the stored one."""
         return self._live.get(run_id) or self.store.get(Run, run_id)
 
+    def timing(self, run_id: str) -> RunTiming | None:
+        """Where the run's time went, if it ran in this process recently."""
+        return self._timings.get(run_id)
+
     def launch(self, run: Run) -> None:
+        self._timings[run.id] = RunTiming(launched=time.perf_counter())
+        while len(self._timings) > TIMINGS_KEPT:
+            self._timings.popitem(last=False)
         self._live[run.id] = run
         self._tasks[run.id] = asyncio.create_task(self._drive(run.id), name=f"run {run.id}")
 
@@ -168,6 +200,9 @@ class Engine:
     async def _drive(self, run_id: str) -> None:
         run = self._live[run_id]
         state = _RunState()
+        timing = self._timings.get(run_id)
+        if timing is not None:
+            timing.started = time.perf_counter()
         try:
             self.events.publish(run.id, "thread.run.created", run)
             self.events.publish(run.id, "thread.run.queued", run)
@@ -241,6 +276,9 @@ class Engine:
             run.expires_at = None
             run.required_action = None
         self.store.save(run)
+        timing = self._timings.get(run.id)
+        if timing is not None and status in TERMINAL:
+            timing.ended, timing.ended_at = time.perf_counter(), time.time()
         self.events.changed(run.id)
 
     def _finish_parts(self, run: Run, status: str, error: str | None) -> None:
@@ -516,7 +554,11 @@ class Engine:
         step = turn.tool_step
         assert step is not None
         for position, call in enumerate(step.step_details.tool_calls):  # type: ignore[union-attr]
+            begin = time.perf_counter()
             result = await self.sandbox.execute(run.thread_id, call.code_interpreter.input, timeout=self.exec_timeout)
+            timing = self._timings.get(run.id)
+            if timing is not None:
+                timing.kernel += time.perf_counter() - begin
             outputs: list[dict[str, Any]] = []
             if result.logs:
                 outputs.append({"type": "logs", "logs": result.logs})
