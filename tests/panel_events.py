@@ -78,3 +78,16 @@ PLOT_CASSETTE = {
                        "[표 내려받기](sandbox:/mnt/data/squares.csv)", "tool_calls": []}},
     ],
 }
+
+
+#: A replay cassette whose code runs for 30 s, printing as it goes: something to Stop.
+SLOW_CASSETTE = {
+    "source": "authored",
+    "description": "Panel tests: code that counts slowly, to be stopped.",
+    "turns": [
+        {"user": "1부터 60까지 천천히 세어줘", "turn": 0, "reply": {"content": None, "tool_calls": [{
+            "name": "code_interpreter", "arguments": json.dumps({"code": (
+                "import time\nfor i in range(1, 61):\n    print(i, flush=True)\n    time.sleep(0.5)")})}]}},
+        {"user": "1부터 60까지 천천히 세어줘", "turn": 1, "reply": {"content": "60까지 세었습니다.", "tool_calls": []}},
+    ],
+}

@@ -3,7 +3,7 @@
 A generated notebook starts the replay runtime and shows a ChatPanel; the test runs it,
 checks that Enter (also inside an IME composition) never sends, types a Korean prompt that a
 cassette answers, clicks Send, and waits for the code step, its logs, the typeset answer, a
-plot and a download link. Screenshots go to tests/artifacts/ (and to docs/panel.png when
+plot and a download link; then stops a slow run with the Stop button. Screenshots go to tests/artifacts/ (and to docs/panel.png when
 TUTOR_NB_UPDATE_DOCS=1).
 """
 
@@ -40,7 +40,7 @@ NOTEBOOK_CELL = """\
 from tutor_nb import ChatPanel
 from tutor_nb.runtime import start
 
-rt = start(backend="replay", data_dir="runtime-data", cassettes=["panel-cassette.json"], replay_delay=0.01)
+rt = start(backend="replay", data_dir="runtime-data", cassettes=["plot.json", "slow.json"], replay_delay=0.01)
 panel = ChatPanel(client=rt.client(), height="860px")
 panel"""
 
@@ -76,7 +76,8 @@ def _write_notebook(root: Path) -> None:
                    "source": NOTEBOOK_CELL}],
     }
     (root / "chat.ipynb").write_text(json.dumps(notebook, ensure_ascii=False), encoding="utf-8")
-    (root / "panel-cassette.json").write_text(json.dumps(ev.PLOT_CASSETTE, ensure_ascii=False), encoding="utf-8")
+    for name, cassette in (("plot.json", ev.PLOT_CASSETTE), ("slow.json", ev.SLOW_CASSETTE)):
+        (root / name).write_text(json.dumps(cassette, ensure_ascii=False), encoding="utf-8")
 
 
 def _api(url: str, token: str, path: str, method: str = "GET") -> object:
@@ -151,7 +152,11 @@ def test_chat_panel_in_jupyterlab(lab):
             page.locator(".jp-Notebook .jp-Cell .cm-content").first.click(timeout=90_000)
             page.keyboard.press("Shift+Enter")
             panel = page.locator(".tnb-chat-panel")
-            expect(panel).to_be_visible(timeout=120_000)
+            try:
+                expect(panel).to_be_visible(timeout=120_000)
+            except AssertionError:
+                shown = page.locator(".jp-Cell .jp-OutputArea").first.inner_text()
+                raise AssertionError(f"the notebook did not show the panel; its output:\n{shown}") from None
             textarea = panel.locator("textarea")
 
             # Enter, even the one that confirms an IME composition, only edits the text
@@ -206,5 +211,15 @@ def test_chat_panel_in_jupyterlab(lab):
             panel.screenshot(path=str(ARTIFACTS / "panel.png"))
             if os.environ.get("TUTOR_NB_UPDATE_DOCS") == "1":
                 panel.screenshot(path=str(REPO / "docs" / "panel.png"))
+
+            # Stop: the button works while the reply streams, and the panel stays usable
+            textarea.fill(ev.SLOW_CASSETTE["turns"][0]["user"])
+            panel.get_by_role("button", name="Send").click()
+            expect(panel.locator(".tnb-status")).to_contain_text("running code", timeout=60_000)
+            page.wait_for_timeout(1500)  # the code is counting in the sandbox
+            panel.get_by_role("button", name="Stop").click()
+            expect(panel.locator(".tnb-status")).to_contain_text("stopped", timeout=20_000)
+            expect(panel.locator(".tnb-note").last).to_have_text("Stopped.")
+            expect(panel.get_by_role("button", name="Send")).to_be_enabled()
         finally:
             browser.close()

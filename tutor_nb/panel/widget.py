@@ -247,8 +247,12 @@ class ChatPanel:
 
     # -- display -----------------------------------------------------------------------
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        widget_bundle = getattr(self.widget, "_repr_mimebundle_", None)  # ipywidgets 8; 7 displays itself
-        bundle = dict(widget_bundle(**kwargs) or {}) if widget_bundle else {}
+        widget_bundle = getattr(self.widget, "_repr_mimebundle_", None)  # ipywidgets 8
+        if widget_bundle is not None:
+            bundle = dict(widget_bundle(**kwargs) or {})
+        else:  # ipywidgets 7 shows widgets through _ipython_display_ with this same view
+            view = {"version_major": 2, "version_minor": 0, "model_id": self.widget.model_id}
+            bundle = {"application/vnd.jupyter.widget-view+json": view}
         bundle["text/plain"] = repr(self)
         return bundle
 
