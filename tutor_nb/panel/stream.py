@@ -3,12 +3,13 @@
 The traps (each reported upstream) and what this module does about them:
 
 * Widget values set from a background thread do not render in Colab
-  (googlecolab/colabtools#3373): Colab applies a comm message only while the request it
-  belongs to is still running. So in Colab (``updates="blocking"``, chosen automatically)
+  (googlecolab/colabtools#3373); as reported there, state sent while a cell (or callback)
+  is running does render. So in Colab (``updates="blocking"``, chosen automatically)
   the Send button's callback does not return until the run ends, and the flushes are made
-  by that callback's own thread, inside its request. ``panel.wait()`` does the same for
-  scripted use and, at its end, re-sends the reply's widget state once, so a reply that
-  streamed while no request was running still shows up.
+  by that callback's own thread, inside its request. Scripted ``panel.send()`` also starts a
+  background flusher (enough outside Colab); ``panel.wait()`` flushes from the caller's
+  thread too and, in Colab, re-sends the reply's widget state once at the end, so a reply
+  that streamed while no request was running still shows up.
 * A blocked kernel cannot process the Stop click (comm messages queue behind the running
   callback). Polling the kernel from inside a callback (``jupyter-ui-poll``) is tied to
   ipykernel internals: with ipykernel 7.4 its 1.1.0 release makes the kernel's shell loop
