@@ -114,7 +114,8 @@ def kernel_env(data_dir: Path) -> dict[str, str]:
 
 
 def execute(nb: nbformat.NotebookNode, workdir: Path, *, timeout: int = 240) -> nbformat.NotebookNode:
-    """Run ``nb`` top to bottom in a fresh ``python3`` kernel started in ``workdir``; returns it with outputs.
+    """Run ``nb`` top to bottom in a fresh ``python3`` kernel started in ``workdir``; returns it with outputs
+    (streams coalesced).
 
     The kernel gets :func:`kernel_env`, so it uses the offline runtime with its own data
     under ``workdir``. A cell that raises stops the run with nbclient's ``CellExecutionError``.
@@ -124,6 +125,22 @@ def execute(nb: nbformat.NotebookNode, workdir: Path, *, timeout: int = 240) -> 
     workdir.mkdir(parents=True, exist_ok=True)
     client = NotebookClient(nb, kernel_name="python3", timeout=timeout, resources={"metadata": {"path": str(workdir)}})
     client.execute(env=kernel_env(workdir / "tutor_nb_data"))
+    return coalesce_streams(nb)
+
+
+def coalesce_streams(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Join runs of stdout (or stderr) pieces into one output each: streamed code arrives in hundreds."""
+    for cell in nb.cells:
+        merged: list = []
+        for output in cell.get("outputs", []):
+            last = merged[-1] if merged else None
+            if (output.output_type == "stream" and last is not None and last.output_type == "stream"
+                    and last.name == output.name):
+                last.text += output.text
+            else:
+                merged.append(output)
+        if cell.cell_type == "code":
+            cell.outputs = merged
     return nb
 
 
