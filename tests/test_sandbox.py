@@ -167,6 +167,8 @@ def test_cancel_interrupts_the_kernel_and_reraises(sb: Running) -> None:
 
 
 def test_interrupt_stops_the_running_execution(sb: Running) -> None:
+    sb.execute("stop", "i = 0")
+
     async def interrupt_midway() -> Execution:
         task = asyncio.ensure_future(sb.sandbox.execute("stop", "import time\nfor i in range(600):\n    time.sleep(0.1)"))
         await asyncio.sleep(1.0)
@@ -175,8 +177,21 @@ def test_interrupt_stops_the_running_execution(sb: Running) -> None:
         return await task
 
     result = sb.run(interrupt_midway())
-    assert result.status == "interrupted" and "interrupted" in result.logs
+    assert result.status == "interrupted" and "Execution was interrupted; variables are kept." in result.logs
     assert sb.execute("stop", "i > 0").logs == "True\n"
+
+
+def test_interrupt_before_the_kernel_is_ready_skips_the_code(sb: Running) -> None:
+    async def interrupt_at_once() -> Execution:
+        task = asyncio.ensure_future(sb.sandbox.execute("early", "ran = True"))
+        await asyncio.sleep(0)  # the execution holds the thread now and waits for a kernel
+        await sb.sandbox.interrupt("early")
+        assert task.done()
+        return await task
+
+    result = sb.run(interrupt_at_once())
+    assert result.status == "interrupted"
+    assert sb.execute("early", "'ran' in dir()").logs == "False\n"
 
 
 def test_pool_hands_a_prestarted_kernel_to_a_new_thread_and_refills(sb: Running) -> None:

@@ -106,6 +106,11 @@ class KernelCgroup:
         enabled = (parent / "cgroup.subtree_control").read_text().split()
         if "pids" not in enabled:
             _write(parent / "cgroup.subtree_control", "+pids")
+        if memory_bytes and "memory" not in enabled:
+            try:
+                _write(parent / "cgroup.subtree_control", "+memory")
+            except OSError:
+                pass  # a pids limit alone is still worth having
         directory = parent / name
         directory.mkdir()
         group = cls(pids_dir=directory, memory_dir=None, v2=True, _dirs=[directory])

@@ -123,7 +123,6 @@ class _Kernel:
     last_used: float = 0.0
     busy: bool = False
     stop_reason: str | None = None
-    idle: asyncio.Event = field(default_factory=asyncio.Event)
     limit_hits: int = 0
     oom_kills: int = 0
 
@@ -155,6 +154,7 @@ class Sandbox:
         self._all: set[_Kernel] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         self._lost: dict[str, str] = {}  # thread id -> why its earlier variables are gone
+        self._interrupts: set[str] = set()  # threads whose current execution must stop
         self._lingering: list[limits.KernelCgroup] = []  # cgroups whose killed members were not yet reaped
         self._pool: asyncio.Queue[_Kernel] | None = None
         self._filler: asyncio.Task | None = None
@@ -206,6 +206,9 @@ class Sandbox:
     async def close(self) -> None:
         """Shut every kernel down, pooled ones included."""
         self._closed = True
+        for kernel in self._all:
+            if kernel.busy:
+                kernel.stop_reason = "closed"
         for task in (self._filler, self._reaper):
             if task is not None:
                 task.cancel()
@@ -224,15 +227,15 @@ class Sandbox:
                 self._lingering.append(group)
 
     async def interrupt(self, thread_id: str) -> None:
-        """Stop what runs now in the thread's kernel; returns once the execution has ended."""
-        kernel = self._kernels.get(thread_id)
-        if kernel is None or not kernel.busy:
+        """Stop what runs now in the thread (even if its kernel is still starting); returns once it ended."""
+        lock = self._locks.get(thread_id)
+        if lock is None or not lock.locked():
             return
-        kernel.stop_reason = kernel.stop_reason or "interrupted"
-        try:
-            await asyncio.wait_for(kernel.idle.wait(), GRACE + 10)
-        except asyncio.TimeoutError:
-            pass
+        self._interrupts.add(thread_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + GRACE + 10
+        while thread_id in self._interrupts and loop.time() < deadline:
+            await asyncio.sleep(0.05)
 
     # -- executing ---------------------------------------------------------------------------
 
@@ -242,27 +245,35 @@ class Sandbox:
         limit = self.timeout if timeout is None else timeout
         lock = self._locks.setdefault(thread_id, asyncio.Lock())
         async with lock:
-            await self.start()
-            kernel = await self._kernel_for(thread_id, workdir)
-            lost = self._lost.pop(thread_id, None)
-            before = limits.snapshot(workdir)
-            out = _Output(self.max_log_chars)
-            code = MNT_DATA.sub(lambda _: str(workdir), code)
-            ending = await self._run(kernel, code, out, limit)
-            status, error = await self._conclude(kernel, ending, out, limit)
-            after = limits.snapshot(workdir)
-            status, error = self._enforce_workdir_cap(before, after, workdir, out, status, error)
-            if lost and out.ename == "NameError":
-                out.notes.append(f"Variables from before are gone: the kernel {lost}.")
-            files = limits.changed_files(before, limits.snapshot(workdir), workdir)
-            return Execution(logs=out.logs(workdir), images=out.images, files=files, status=status, error=error)
+            try:
+                return await self._execute(thread_id, workdir, code, limit)
+            finally:
+                self._interrupts.discard(thread_id)
+
+    async def _execute(self, thread_id: str, workdir: Path, code: str, limit: float) -> Execution:
+        await self.start()
+        kernel = await self._kernel_for(thread_id, workdir)
+        lost = self._lost.pop(thread_id, None)
+        before = limits.snapshot(workdir)
+        out = _Output(self.max_log_chars)
+        code = MNT_DATA.sub(lambda _: str(workdir), code)
+        ending = await self._run(kernel, code, out, limit)
+        status, error = await self._conclude(kernel, ending, out, limit)
+        after = limits.snapshot(workdir)
+        status, error = self._enforce_workdir_cap(before, after, workdir, out, status, error)
+        if lost and out.ename == "NameError":
+            out.notes.append(f"Variables from before are gone: the kernel {lost}.")
+        files = limits.changed_files(before, limits.snapshot(workdir), workdir)
+        return Execution(logs=out.logs(workdir), images=out.images, files=files, status=status, error=error)
 
     async def _run(self, kernel: _Kernel, code: str, out: _Output, limit: float) -> str:
         """Send the code and follow it to its end: 'idle', 'restarted' or 'died'."""
         loop = asyncio.get_running_loop()
         kernel.busy, kernel.stop_reason = True, None
-        kernel.idle.clear()
         try:
+            if kernel.thread_id in self._interrupts:  # interrupted before it began: do not begin
+                kernel.stop_reason = "interrupted"
+                return "idle"
             msg_id = kernel.kc.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
             deadline = loop.time() + limit
             try:
@@ -277,7 +288,6 @@ class Sandbox:
         finally:
             kernel.busy = False
             kernel.last_used = loop.time()
-            kernel.idle.set()
 
     async def _follow(self, kernel: _Kernel, msg_id: str, out: _Output, deadline: float) -> str:
         loop = asyncio.get_running_loop()
@@ -286,6 +296,8 @@ class Sandbox:
         while True:
             now = loop.time()
             if stop_by is None:
+                if kernel.stop_reason is None and kernel.thread_id in self._interrupts:
+                    kernel.stop_reason = "interrupted"
                 if kernel.stop_reason is None and now >= deadline:
                     kernel.stop_reason = "timeout"
                 if kernel.stop_reason is None and now >= next_check:
@@ -305,6 +317,10 @@ class Sandbox:
                 if not await kernel.km.is_alive():
                     return "died"
                 continue
+            except Exception:
+                if kernel not in self._all:  # shut down under us (discard, close)
+                    return "died"
+                raise
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
             if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
@@ -368,6 +384,8 @@ class Sandbox:
     async def _death_reason(self, kernel: _Kernel, out: _Output) -> str:
         if kernel.stop_reason == "discarded":
             return "kernel was shut down because the thread was deleted"
+        if kernel.stop_reason == "closed":
+            return "kernel was shut down because the runtime is stopping"
         if kernel.stop_reason == "processes":
             return f"kernel started more than {self.max_processes} processes, so all its processes were stopped"
         code = await kernel.km.provisioner.poll() if kernel.km.provisioner else None
