@@ -216,6 +216,21 @@ def test_discard_shuts_the_kernel_down(sb: Running) -> None:
     assert result.status == "error" and result.error.startswith("NameError")
 
 
+def test_discard_during_an_execution_ends_it(sb: Running) -> None:
+    sb.execute("busy", "1")
+
+    async def discard_midway() -> tuple[Execution, float]:
+        task = asyncio.ensure_future(sb.sandbox.execute("busy", "import time\ntime.sleep(30)"))
+        await asyncio.sleep(1.0)
+        started = time.monotonic()
+        await sb.sandbox.discard("busy")
+        return await task, time.monotonic() - started
+
+    result, took = sb.run(discard_midway())
+    assert took < 5
+    assert (result.status, result.error) == ("died", "kernel was shut down because the thread was deleted; variables were lost")
+
+
 @pytest.mark.slow
 def test_idle_kernels_shut_down_and_close_leaks_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-not-for-the-kernel")

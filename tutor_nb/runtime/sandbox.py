@@ -317,8 +317,8 @@ class Sandbox:
                 if not await kernel.km.is_alive():
                     return "died"
                 continue
-            except Exception:
-                if kernel not in self._all:  # shut down under us (discard, close)
+            except (Exception, asyncio.CancelledError):
+                if kernel not in self._all and not _being_cancelled():  # shut down under us (discard, close)
                     return "died"
                 raise
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
@@ -347,7 +347,8 @@ class Sandbox:
         if ending == "died":
             why = await self._death_reason(kernel, out)
             await self._retire(kernel)
-            self._lost[thread] = why.removeprefix("kernel ")
+            if reason not in ("discarded", "closed"):
+                self._lost[thread] = why.removeprefix("kernel ")
             if reason == "timeout":
                 out.notes.append(f"Execution timed out after {limit:g} s; the {why}; {lost}.")
                 return "timeout", f"timed out after {limit:g} s; {why}; variables were lost"
@@ -660,6 +661,13 @@ while True:
         break
 del _tnb_os
 """
+
+
+def _being_cancelled() -> bool:
+    """Whether the current task was cancelled, as opposed to a socket closed under it."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+    return bool(cancelling()) if cancelling is not None else False
 
 
 async def _working_bwrap() -> str | None:
