@@ -105,26 +105,30 @@ def stale() -> list[str]:
             or (HERE / f"{name}.ipynb").read_text(encoding="utf-8") != text(build(name))]
 
 
-def kernel_env(data_dir: Path) -> dict[str, str]:
-    """The environment a notebook is executed in: offline, a fresh data folder, this checkout importable."""
+def kernel_env(data_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a notebook is executed in: offline (unless ``extra`` names a model), a fresh
+    data folder, this checkout importable."""
     env = {k: v for k, v in os.environ.items() if k not in KEY_VARIABLES}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["TUTOR_NB_DATA_DIR"] = str(data_dir)
+    env.update(extra or {})
     return env
 
 
-def execute(nb: nbformat.NotebookNode, workdir: Path, *, timeout: int = 240) -> nbformat.NotebookNode:
+def execute(
+    nb: nbformat.NotebookNode, workdir: Path, *, timeout: int = 240, env: dict[str, str] | None = None,
+) -> nbformat.NotebookNode:
     """Run ``nb`` top to bottom in a fresh ``python3`` kernel started in ``workdir``; returns it with outputs
     (streams coalesced).
 
-    The kernel gets :func:`kernel_env`, so it uses the offline runtime with its own data
-    under ``workdir``. A cell that raises stops the run with nbclient's ``CellExecutionError``.
+    The kernel gets :func:`kernel_env` plus ``env``, so it uses the offline runtime (unless
+    ``env`` configures a model) with its own data under ``workdir``. A cell that raises stops the run with nbclient's ``CellExecutionError``.
     """
     from nbclient import NotebookClient
 
     workdir.mkdir(parents=True, exist_ok=True)
     client = NotebookClient(nb, kernel_name="python3", timeout=timeout, resources={"metadata": {"path": str(workdir)}})
-    client.execute(env=kernel_env(workdir / "tutor_nb_data"))
+    client.execute(env=kernel_env(workdir / "tutor_nb_data", env))
     return coalesce_streams(nb)
 
 

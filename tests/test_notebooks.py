@@ -186,3 +186,24 @@ def test_panel_notebook_renders_the_panel_and_its_transcript_holds_the_answer(ex
     transcript = shown_text(tagged(nb, "transcript"))
     assert transcript.startswith("status: completed")
     assert answers[0].content in transcript
+
+
+# -- the same notebooks with a live model (slow) ------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_notebooks_run_unchanged_with_a_live_model(tmp_path):
+    """With a key configured, ``connect()`` picks the chat backend; a stand-in model that writes
+    other code than the cassettes (and never fails, so nothing needs cancelling) must not break
+    any cell: no notebook may depend on the recorded turns' exact shape."""
+    from tests.fakemodel import FakeModel
+
+    with FakeModel() as model:
+        live = {"OPENAI_API_KEY": "sk-test-stand-in-model", "OPENAI_BASE_URL": model.base_url}
+        for name in REQUIRED:
+            before = len(model.requests)
+            nb = build.execute(stored(name), tmp_path / name, env=live)
+            assert "chat backend" in shown_text(tagged(nb, "setup"))
+            assert len(model.requests) > before, f"{name} did not ask the model"
+            if name.startswith("01"):
+                assert shown_text(tagged(nb, "compare")).startswith("match:")
