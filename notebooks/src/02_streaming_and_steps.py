@@ -133,10 +133,11 @@ growth_run = ask("Use code to compute the yearly growth rate of these sales: 0, 
 
 # %% [markdown]
 # Sales in the first year were 0, and a growth rate divides by the earlier year's sales. The
-# recorded model (offline) falls into that trap, and its first code stops with `ZeroDivisionError`;
-# a live model may or may not. Either way the run's status is `completed`. An error *inside* the code is an
-# output; a run is `failed` only when the run itself could not go on (the model could not be
-# reached, the code ran out of time or memory). The steps show the retry:
+# recorded model (offline) falls into that trap: its first code stops with `ZeroDivisionError`.
+# A live model may or may not. Either way the run's status is `completed`: an error *inside* the
+# code is an output (so is a time-out: the sandbox stops the code and says so in the logs). A run
+# is `failed` only when the run itself cannot go on, for example when the model cannot be reached.
+# The steps show the retry:
 
 # %% tags=["error-steps"]
 run = growth_run.get_final_run()
