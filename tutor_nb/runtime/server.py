@@ -49,19 +49,21 @@ def _server(settings: Settings) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
-def serve(settings: Settings, *, announce: Any = print) -> None:
-    """Serve in the foreground until interrupted (the CLI)."""
+def serve(settings: Settings, *, announce: Any = None) -> None:
+    """Serve in the foreground until interrupted (the CLI); announces the URL once requests are accepted."""
     sock = _bind(settings)
     server = _server(settings)
-    server.config.callback_notify = None
+    announce = announce or (lambda line: print(line, flush=True))  # a pipe reader must see it now
 
     async def main() -> None:
-        await server.startup(sockets=[sock])
-        if server.should_exit:
-            raise RuntimeStartError("The runtime failed to start; see the messages above.")
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            if serving.done():
+                serving.result()
+                raise RuntimeStartError("The runtime failed to start; see the messages above.")
+            await asyncio.sleep(0.02)
         announce(f"tutor_nb runtime ({settings.backend}) ready at {base_url(settings, sock)}")
-        await server.main_loop()
-        await server.shutdown(sockets=[sock])
+        await serving
 
     asyncio.run(main())
 
