@@ -162,9 +162,29 @@ def test_process_flood_without_cgroups(tmp_path: Path, monkeypatch: pytest.Monke
         code = ("import os, time\nfor i in range(200):\n    if os.fork() == 0:\n"
                 "        time.sleep(60)\n        os._exit(0)\ntime.sleep(60)")
         result = running.execute("flood", code)
-        assert result.status == "died"
-        assert result.error == "kernel started more than 16 processes, so all its processes were stopped; variables were lost"
-        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-        assert [p for p in psutil.process_iter(["ppid"]) if p.info["ppid"] == pid] == []
+        assert "more than 16 processes" in result.logs
+        if os.geteuid() == 0:  # root ignores RLIMIT_NPROC, so the watchdog stops the whole tree
+            assert result.status == "died"
+            assert result.error == ("kernel started more than 16 processes, so all its processes were stopped; "
+                                    "variables were lost")
+            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        else:  # RLIMIT_NPROC made forking fail first; the leftovers were stopped after the execution
+            assert result.status == "error" and result.error.startswith("BlockingIOError")
+        assert [p for p in psutil.process_iter(["ppid"]) if p.info["ppid"] == pid and p.status() != "zombie"] == []
         assert_usable(running, "flood")
     assert os.path.isdir(tmp_path / "root")
+
+
+def test_stale_kernel_cgroups_are_swept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server killed with SIGKILL leaves empty cgroups behind; the next start removes the old ones only."""
+    monkeypatch.setattr(limits, "CGROUP_FS", tmp_path)
+    own = limits._own_cgroup_paths()
+    if "pids" not in own:
+        pytest.skip("this machine has no cgroup v1 pids hierarchy to mimic")
+    parent = tmp_path / "pids" / own["pids"].lstrip("/")
+    old, fresh, foreign = parent / "tutor_nb-old", parent / "tutor_nb-fresh", parent / "someone-else"
+    for directory in (old, fresh, foreign):
+        directory.mkdir(parents=True)
+        os.utime(directory, (0, 0)) if directory != fresh else None
+    assert limits.sweep_stale(min_age=60) == 1
+    assert not old.exists() and fresh.exists() and foreign.exists()

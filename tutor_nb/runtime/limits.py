@@ -242,6 +242,17 @@ def tree_memory(pid: int) -> int:
     return largest
 
 
+def kill_processes(procs: list[psutil.Process]) -> int:
+    """Stop all, then kill all (so none can fork in between); returns how many there were."""
+    for signum in (signal.SIGSTOP, signal.SIGKILL):
+        for proc in procs:
+            try:
+                proc.send_signal(signum)
+            except psutil.Error:
+                pass
+    return len(procs)
+
+
 def kill_tree(pid: int) -> None:
     """Freeze then kill a process, its process group and every descendant (a fork bomb keeps forking)."""
     try:

@@ -420,18 +420,23 @@ class Sandbox:
         return "error", f"MemoryError: ran out of memory (limit {limit} MB)"
 
     async def _after_process_limit(self, kernel: _Kernel, out: _Output) -> None:
-        """With a pids cgroup a fork bomb only fails to fork; stop the extra processes it left."""
-        if kernel.cgroup is None:
-            return
-        hits = kernel.cgroup.limit_hits()
-        if hits <= kernel.limit_hits:
-            return
-        kernel.limit_hits = hits
-        killed = await asyncio.to_thread(kernel.cgroup.kill, kernel.baseline)
+        """After a fork bomb that failed to fork (cgroup pids limit, RLIMIT_NPROC), stop what it left."""
+        if kernel.cgroup is not None:
+            hits = kernel.cgroup.limit_hits()
+            if hits <= kernel.limit_hits:
+                return
+            kernel.limit_hits = hits
+            killed = await asyncio.to_thread(kernel.cgroup.kill, kernel.baseline)
+        else:
+            extra = [p for p in limits.descendants(kernel.pid) if p.pid not in kernel.baseline]
+            if len(extra) <= self.max_processes:
+                return
+            killed = await asyncio.to_thread(limits.kill_processes, extra)
         await self._quiet(kernel, _REAP_CODE)  # zombies still count against the limit
-        await asyncio.to_thread(kernel.cgroup.wait_until, kernel.baseline, 5.0)
+        if kernel.cgroup is not None:
+            await asyncio.to_thread(kernel.cgroup.wait_until, kernel.baseline, 5.0)
         out.notes.append(f"The code tried to run more than {self.max_processes} processes at once; "
-                         f"forking failed past the limit and {killed} leftover processes were stopped.")
+                         f"{killed} leftover processes were stopped.")
 
     def _enforce_workdir_cap(self, before: limits.Snapshot, after: limits.Snapshot, workdir: Path,
                              out: _Output, status: Status, error: str | None) -> tuple[Status, str | None]:
