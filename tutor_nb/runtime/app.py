@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import secrets
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Iterator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -25,7 +26,7 @@ from openai.types.beta.threads import Message, Run, message_create_params, messa
 from openai.types.beta.threads import run_create_params, run_submit_tool_outputs_params, run_update_params
 from openai.types.beta.threads.runs import RunStep
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from starlette.datastructures import UploadFile
+from starlette.datastructures import Headers, UploadFile
 
 from .config import Settings
 from .engine import ACTIVE, Engine, RunFailure
@@ -49,6 +50,48 @@ class APIError(Exception):
     def response(self) -> JSONResponse:
         body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
         return JSONResponse(body, status_code=self.status)
+
+
+class _Guard:
+    """Refuses requests without the token, and bodies over the size limit, before any route runs.
+
+    Plain ASGI rather than ``@app.middleware``: the limit must also hold for chunked bodies that
+    declare no length, so it is counted as the body streams in and nothing larger is buffered.
+    """
+
+    def __init__(self, app: Any, settings: Settings) -> None:
+        self.app, self.settings = app, settings
+        self.limit = settings.max_body_mb * 1024 * 1024
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = Headers(scope=scope)
+        token = self.settings.token
+        if token:
+            supplied = headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not secrets.compare_digest(supplied.encode(), token.encode()):
+                error = APIError(401, "Missing or wrong token. This runtime is served beyond this machine and needs "
+                                 "its token as the client's api_key.", code="invalid_api_key")
+                return await error.response()(scope, receive, send)
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.limit:
+            return await self._too_large().response()(scope, receive, send)
+        seen = 0
+
+        async def capped() -> dict:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise self._too_large()  # answered by the APIError handler of the route reading the body
+            return message
+
+        await self.app(scope, capped, send)
+
+    def _too_large(self) -> APIError:
+        return APIError(413, f"The request body is larger than {self.settings.max_body_mb} MB. Send a smaller "
+                        "file, or start the runtime with a larger max_body_mb.", code="request_too_large")
 
 
 # -- request parsing ---------------------------------------------------------------------------
@@ -77,13 +120,20 @@ def _materialize(value: Any, path: tuple = ()) -> Any:
 def _invalid(exc: ValidationError, prefix: tuple = ()) -> APIError:
     """A 400 naming the offending field the way the request spelled it."""
     first = exc.errors()[0]
-    # drop the names pydantic gives union members ("CodeInterpreterToolParam")
-    loc = [str(p) for p in (*prefix, *first["loc"]) if not (isinstance(p, str) and p[:1].isupper())]
+    loc = [str(p) for p in (*prefix, *first["loc"]) if not _union_member(p)]
     field = ".".join(loc)
     got = first.get("input")
     hint = f" (got {json.dumps(got, default=str)[:80]})" if first["type"] != "missing" and not isinstance(got, dict) else ""
     message = f"Invalid value for '{field}': {first['msg']}{hint}." if field else f"Invalid request body: {first['msg']}."
     return APIError(400, message, param=field or None, code="invalid_value")
+
+
+def _union_member(part: Any) -> bool:
+    """The names pydantic gives union members ("CodeInterpreterToolParam", "str", "literal[...]") are not fields."""
+    return isinstance(part, str) and (part[:1].isupper() or part in _TYPE_TAGS or "[" in part)
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "is-instance"}
 
 
 def _check(raw: Any, params: type) -> dict[str, Any]:
@@ -98,7 +148,64 @@ def _check(raw: Any, params: type) -> dict[str, Any]:
         raise APIError(400, "Invalid value for 'stream': expected true or false.", param="stream", code="invalid_value")
     if stream is not None:
         checked["stream"] = stream
+    _bounded(checked)
     return checked
+
+
+#: OpenAI's documented bounds, which the SDK's parameter types do not carry: lengths of strings, lists
+#: and maps, values of numbers. Checked at the top of a body and in the thread and messages it nests.
+_BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "name": (None, 256), "description": (None, 512), "instructions": (None, 256_000),
+    "temperature": (0, 2), "top_p": (0, 1), "tools": (None, 128),
+    "tools.*.file_search.max_num_results": (1, 50),
+    "tools.*.file_search.ranking_options.score_threshold": (0, 1),
+    "tool_resources.code_interpreter.file_ids": (None, 20),
+    "tool_resources.file_search.vector_store_ids": (None, 1),
+    "max_prompt_tokens": (256, None), "max_completion_tokens": (256, None),
+    "truncation_strategy.last_messages": (1, None),
+    "metadata": (None, 16), "metadata.*": (None, 512),
+}
+_SCOPES = ("", "thread.", "messages.*.", "thread.messages.*.", "additional_messages.*.")
+_URL = re.compile(r"https?://(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})+\Z")
+
+
+def _bounded(body: dict[str, Any]) -> None:
+    """A 400 naming the first field outside OpenAI's bounds."""
+    for scope in _SCOPES:
+        for path, (low, high) in _BOUNDS.items():
+            for field, value in _find(body, (scope + path).split(".")):
+                size = len(value) if isinstance(value, (str, list, dict)) else value
+                if isinstance(size, bool) or not isinstance(size, (int, float)):
+                    continue
+                if (low is None or size >= low) and (high is None or size <= high):
+                    continue
+                unit = {str: " characters", list: " items", dict: " keys"}.get(type(value), "")
+                limit = (f"between {low:g} and {high:g}" if low is not None and high is not None
+                         else f"at most {high:g}{unit}" if high is not None else f"at least {low:g}")
+                raise APIError(400, f"Invalid value for '{field}': it must be {limit}.", param=field, code="invalid_value")
+        for field, key in _find(body, (scope + "metadata").split(".")):
+            long = next((k for k in key if len(k) > 64), None)
+            if long is not None:
+                raise APIError(400, f"Invalid key in '{field}': {long[:70]!r}... is longer than 64 characters.",
+                               param=field, code="invalid_value")
+        for field, url in _find(body, (scope + "content.*.image_url.url").split(".")):
+            if not (isinstance(url, str) and _URL.match(url)):
+                raise APIError(400, f"Invalid value for '{field}': use an absolute http(s) URL of the image.",
+                               param=field, code="invalid_value")
+
+
+def _find(value: Any, parts: list[str], trail: tuple[str, ...] = ()) -> Iterator[tuple[str, Any]]:
+    """(dotted path, value) for each place in a body that a path with ``*`` wildcards names."""
+    if not parts:
+        yield ".".join(trail), value
+        return
+    head, rest = parts[0], parts[1:]
+    if head == "*":
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, item in items:
+            yield from _find(item, rest, (*trail, str(key)))
+    elif isinstance(value, dict) and value.get(head) is not None:
+        yield from _find(value[head], rest, (*trail, head))
 
 
 async def _body(request: Request, params: type, **path: str) -> dict[str, Any]:
@@ -111,12 +218,26 @@ async def _body(request: Request, params: type, **path: str) -> dict[str, Any]:
             raw = json.loads(data)
         except ValueError as exc:
             raise APIError(400, f"The request body is not valid JSON ({exc}). Send a JSON object.") from None
+        if _SURROGATE_ESCAPE.search(data) and _has_lone_surrogate(raw):
+            raise APIError(400, "The request body holds an unpaired UTF-16 surrogate escape (like \\ud800), "
+                           "which is not text. Send valid Unicode strings.")
     if isinstance(raw, dict):
         raw = {**raw, **path}
     checked = _check(raw, params)
     for name in path:
         checked.pop(name, None)
     return checked
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _paging(request: Request) -> dict[str, Any]:
@@ -134,8 +255,30 @@ def _paging(request: Request) -> dict[str, Any]:
 
 
 def _ok(obj: BaseModel | dict, headers: dict[str, str] | None = None) -> Response:
-    body = obj.model_dump_json() if isinstance(obj, BaseModel) else json.dumps(obj)
-    return Response(body, media_type="application/json", headers=headers)
+    data = _public(obj.model_dump(mode="json") if isinstance(obj, BaseModel) else obj)
+    return Response(json.dumps(data), media_type="application/json", headers=headers)
+
+
+#: fields OpenAI left out rather than sending null; the SDK reads a missing field as None
+_UNSENT_WHEN_NULL = {"file": ("expires_at", "status_details")}
+
+
+def _public(data: dict[str, Any]) -> dict[str, Any]:
+    """An object (or a list of them) as OpenAI sent it: its own fields always present, null when empty;
+    unset options inside them left out (``tool_resources: {}``, not ``{"code_interpreter": null}``)."""
+    if data.get("object") == "list":
+        return {**data, "data": [_public(item) for item in data["data"]]}
+    unsent = _UNSENT_WHEN_NULL.get(data.get("object"), ())
+    return {k: _pruned(v) for k, v in data.items() if v is not None or k not in unsent}
+
+
+def _pruned(value: Any) -> Any:
+    if isinstance(value, dict):
+        # a function call's output is the one nested field OpenAI sent as null (until it was submitted)
+        return {k: _pruned(v) for k, v in value.items() if v is not None or k == "output"}
+    if isinstance(value, list):
+        return [_pruned(v) for v in value]
+    return value
 
 
 # -- the application ---------------------------------------------------------------------------
@@ -217,19 +360,7 @@ def create_app(settings: Settings) -> FastAPI:
         return APIError(500, f"The tutor_nb runtime failed on this request ({type(exc).__name__}). "
                         "Nothing was changed; please report it if it repeats.", type="server_error").response()
 
-    @app.middleware("http")
-    async def _guard(request: Request, call_next: Any) -> Response:
-        if settings.token:
-            supplied = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            if not secrets.compare_digest(supplied.encode(), settings.token.encode()):
-                return APIError(401, "Missing or wrong token. This runtime is served beyond this machine and needs "
-                                "its token as the client's api_key.", code="invalid_api_key").response()
-        length = request.headers.get("content-length")
-        limit = settings.max_body_mb * 1024 * 1024
-        if length is not None and length.isdigit() and int(length) > limit:
-            return APIError(413, f"The request body is larger than {settings.max_body_mb} MB. Send a smaller "
-                            "file, or start the runtime with a larger max_body_mb.", code="request_too_large").response()
-        return await call_next(request)
+    app.add_middleware(_Guard, settings=settings)
 
     @app.get("/v1")
     async def about() -> dict[str, Any]:
@@ -486,6 +617,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def upload_file(request: Request) -> Response:
         try:
             form = await request.form(max_part_size=settings.max_body_mb * 1024 * 1024)
+        except APIError:
+            raise
         except Exception as exc:
             raise APIError(400, f"Could not read the upload ({exc}). Send multipart/form-data with 'file' and "
                            "'purpose' fields, as client.files.create(file=..., purpose='assistants') does.") from None
