@@ -214,10 +214,15 @@ async def _body(request: Request, params: type, **path: str) -> dict[str, Any]:
     if not data.strip():
         raw: Any = {}
     else:
+        deep = False
         try:
-            raw = json.loads(data)
+            raw = json.loads(data, parse_constant=_not_json)
         except ValueError as exc:
             raise APIError(400, f"The request body is not valid JSON ({exc}). Send a JSON object.") from None
+        except RecursionError:
+            deep = True
+        if deep or _too_deep(raw):
+            raise APIError(400, f"The request body nests more than {MAX_DEPTH} levels deep. Send a flatter JSON object.")
         if _SURROGATE_ESCAPE.search(data) and _has_lone_surrogate(raw):
             raise APIError(400, "The request body holds an unpaired UTF-16 surrogate escape (like \\ud800), "
                            "which is not text. Send valid Unicode strings.")
@@ -230,6 +235,25 @@ async def _body(request: Request, params: type, **path: str) -> dict[str, Any]:
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+#: deepest nesting of lists and objects a body may have (function parameter schemas nest a few levels)
+MAX_DEPTH = 64
+
+
+def _too_deep(value: Any) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > MAX_DEPTH:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not a JSON number")
 
 
 def _has_lone_surrogate(value: Any) -> bool:

@@ -1,0 +1,300 @@
+"""The reliability report: fault tests record what they tried, and the suite writes ``docs/reliability.md``.
+
+A test asks for the ``fault_report`` fixture and calls it once per fault::
+
+    fault_report("malformed JSON body", trials=12, outcome="400 invalid_request_error, names the problem",
+                 nothing_lost="objects created before are unchanged")
+
+A fault counts as survived only if the test that recorded it passed. At the end of a session that
+recorded any fault, the report is rewritten: faults tried in this session replace their earlier
+entries, faults whose tests did not run this time (deselected slow tests, a single file run) keep
+their last result, so a partial run never empties the report.
+
+The plugin also serves the runtime the way a learner does, as ``python -m tutor_nb serve`` in its own
+process (``CliServer``), for the tests that kill it or bind it beyond loopback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORT = ROOT / "docs" / "reliability.md"
+CASSETTES = Path(__file__).resolve().parent / "data" / "cassettes"
+_DATA_MARK = "<!-- reliability-data"
+#: the area each test file's faults belong to, in report order
+AREAS = {
+    "test_sandbox_limits": "Sandbox limits",
+    "test_server_faults": "Server",
+    "test_schemathesis": "Server",
+    "test_durability": "Durability",
+    "test_access": "Access",
+}
+
+
+@dataclass
+class Fault:
+    """One fault the suite tried, and what became of it."""
+
+    area: str
+    name: str
+    trials: int
+    outcome: str
+    survived: bool
+    nothing_lost: str
+    test: str  # pytest node id
+    seconds: float = 0.0
+    run_on: str = ""  # UTC date of the run that produced this entry
+
+
+@dataclass
+class _Session:
+    faults: list[Fault] = field(default_factory=list)
+    pending: dict[str, list[Fault]] = field(default_factory=dict)  # node id -> faults of a running test
+    started: float = field(default_factory=time.monotonic)
+
+
+_SESSION = pytest.StashKey[_Session]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_SESSION] = _Session()
+
+
+@pytest.fixture
+def fault_report(request: pytest.FixtureRequest) -> Callable[..., Fault]:
+    """Record a fault this test tries: ``fault_report(name, trials=, outcome=, nothing_lost=)``."""
+    session = request.config.stash[_SESSION]
+    node = request.node
+    module = Path(str(node.fspath)).stem
+    area = AREAS.get(module, module)
+    faults = session.pending.setdefault(node.nodeid, [])
+
+    def record(name: str, *, trials: int, outcome: str, nothing_lost: str = "", survived: bool = True) -> Fault:
+        if trials < 1:
+            raise ValueError(f"fault {name!r}: trials must be at least 1, got {trials}")
+        fault = Fault(area=area, name=name, trials=trials, outcome=outcome, survived=survived,
+                      nothing_lost=nothing_lost, test=node.nodeid)
+        faults.append(fault)
+        return fault
+
+    return record
+
+
+_STARTED = pytest.StashKey[float]()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[_STARTED] = time.monotonic()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    report = yield
+    session = item.config.stash.get(_SESSION, None)
+    if session is None:
+        return report
+    if report.failed:
+        for fault in session.pending.get(item.nodeid, []):
+            if fault.survived:
+                fault.survived, fault.outcome = False, f"TEST FAILED ({report.when}): {fault.outcome}"
+    if report.when == "teardown":
+        seconds = round(time.monotonic() - item.stash.get(_STARTED, time.monotonic()), 1)
+        for fault in session.pending.pop(item.nodeid, []):
+            fault.seconds = seconds
+            session.faults.append(fault)
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = session.config.stash.get(_SESSION, None)
+    if state is None or not state.faults:
+        return  # no fault test ran: leave the last report as it is
+    today = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    for fault in state.faults:
+        fault.run_on = today
+    fresh = {f.test for f in state.faults}
+    kept = [f for f in _previous_faults() if f.test not in fresh and _test_exists(f.test)]
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    REPORT.write_text(render([*kept, *state.faults]), encoding="utf-8")
+
+
+def _previous_faults() -> list[Fault]:
+    if not REPORT.exists():
+        return []
+    text = REPORT.read_text(encoding="utf-8")
+    start = text.find(_DATA_MARK)
+    if start < 0:
+        return []
+    end = text.find("-->", start)
+    try:
+        rows = json.loads(text[start + len(_DATA_MARK):end])
+        return [Fault(**row) for row in rows]
+    except (ValueError, TypeError):
+        return []
+
+
+def _test_exists(nodeid: str) -> bool:
+    """An earlier entry is kept only while its test still exists."""
+    path, _, name = nodeid.partition("::")
+    source = ROOT / path
+    function = re.sub(r"\[.*$", "", name.split("::")[-1])
+    return source.exists() and f"def {function}(" in source.read_text(encoding="utf-8")
+
+
+def render(faults: list[Fault]) -> str:
+    """The report: a summary, then one table per area, then the data it can be merged from next time."""
+    order = list(dict.fromkeys(AREAS.values()))
+    faults = sorted(faults, key=lambda f: (order.index(f.area) if f.area in order else len(order), f.test))
+    survived = sum(f.survived for f in faults)
+    lines = [
+        "# Reliability report",
+        "",
+        "Generated by the test suite (`tests/reliability.py`); do not edit by hand. Each row is one fault the",
+        "suite tried against the runtime or its code interpreter: how many times, what happened, and how the",
+        "suite checked that nothing was lost. A fault counts as survived only when its test passed.",
+        "Regenerate with `python -m pytest tests/test_sandbox_limits.py tests/test_server_faults.py",
+        "tests/test_schemathesis.py tests/test_durability.py tests/test_access.py` (slow tests included).",
+        "",
+        f"**{survived} of {len(faults)} faults survived**, {sum(f.trials for f in faults)} trials in all. "
+        f"Last run: {max(f.run_on for f in faults)} on Python {platform.python_version()}, {platform.system()}.",
+        "",
+    ]
+    for area in dict.fromkeys(f.area for f in faults):
+        rows = [f for f in faults if f.area == area]
+        lines += [f"## {area}", "", "| Fault | Trials | Outcome | Survived | Nothing lost | Test (run on, seconds) |",
+                  "|---|---:|---|:---:|---|---|"]
+        for f in rows:
+            test = f.test.split("::", 1)[-1]
+            lines.append(f"| {_cell(f.name)} | {f.trials} | {_cell(f.outcome)} | {'yes' if f.survived else '**NO**'} "
+                         f"| {_cell(f.nothing_lost) or '-'} | `{_cell(test)}` ({f.run_on}, {f.seconds:g} s) |")
+        lines.append("")
+    data = json.dumps([asdict(f) for f in faults], ensure_ascii=False, indent=0)
+    lines += [f"{_DATA_MARK}\n{data}\n-->", ""]
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+# -- the runtime as a separate process ----------------------------------------------------------
+
+
+class CliServer:
+    """``python -m tutor_nb serve`` in its own process, on a free port, replaying the test cassettes."""
+
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 90) -> None:
+        self.data_dir = Path(data_dir)
+        self.log = self.data_dir.parent / f"{self.data_dir.name}.server.log"
+        environment = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TUTOR_NB_"))}
+        environment["PYTHONPATH"] = os.pathsep.join([str(ROOT), environment.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        environment.update(env or {})
+        cmd = [sys.executable, "-m", "tutor_nb", "serve", "--port", "0", "--data-dir", str(self.data_dir),
+               "--backend", "replay", "--cassettes", str(CASSETTES), "--replay-delay", "0", *args]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=log)
+        self.base_url = self._wait_for_url(timeout)
+
+    def _wait_for_url(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        assert self.proc.stdout is not None
+        seen = b""
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
+            if ready:
+                chunk = os.read(self.proc.stdout.fileno(), 4096)
+                seen += chunk
+                match = re.search(rb"http://[^\s]+/v1", seen)
+                if match:
+                    return match.group(0).decode()
+                if not chunk:
+                    break
+            if self.proc.poll() is not None and not ready:
+                break
+        self.kill()
+        raise RuntimeError(f"the runtime did not start: {seen.decode(errors='replace')}\n{self.stderr()[-3000:]}")
+
+    def stderr(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def client(self, **kwargs: Any) -> Any:
+        import openai
+
+        kwargs.setdefault("api_key", "local")
+        kwargs.setdefault("max_retries", 0)
+        kwargs.setdefault("timeout", 30)
+        return openai.OpenAI(base_url=self.base_url, **kwargs)
+
+    def descendants(self) -> list[int]:
+        """Pids of every process the server started (kernels, their sandboxes)."""
+        import psutil
+
+        try:
+            return [p.pid for p in psutil.Process(self.proc.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as when the machine or the OOM killer stops it."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def stop(self) -> int:
+        """Ctrl-C, and wait for the clean shutdown."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return self.proc.returncode
+
+
+def wait_gone(pids: list[int], timeout: float) -> list[int]:
+    """Wait until these processes have exited; returns the ones still alive (zombies count as gone)."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if _alive(psutil, pid)]
+        if alive:
+            time.sleep(0.1)
+    return alive
+
+
+def _alive(psutil: Any, pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def kill_pids(pids: list[int]) -> None:
+    """SIGKILL leftovers by pid (only processes this test saw its own server start)."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
