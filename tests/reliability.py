@@ -65,6 +65,7 @@ class Fault:
 class _Session:
     faults: list[Fault] = field(default_factory=list)
     pending: dict[str, list[Fault]] = field(default_factory=dict)  # node id -> faults of a running test
+    failed: set[str] = field(default_factory=set)  # node ids of tests that failed this session
     started: float = field(default_factory=time.monotonic)
 
 
@@ -109,6 +110,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     if session is None:
         return report
     if report.failed:
+        session.failed.add(item.nodeid)
         for fault in session.pending.get(item.nodeid, []):
             if fault.survived:
                 fault.survived, fault.outcome = False, f"TEST FAILED ({report.when}): {fault.outcome}"
@@ -122,13 +124,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash.get(_SESSION, None)
-    if state is None or not state.faults:
+    if state is None:
+        return
+    previous = _previous_faults()
+    if not state.faults and not state.failed & {f.test for f in previous}:
         return  # no fault test ran: leave the last report as it is
     today = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
     for fault in state.faults:
         fault.run_on = today
     fresh = {f.test for f in state.faults}
-    kept = [f for f in _previous_faults() if f.test not in fresh and _test_exists(f.test)]
+    kept = [f for f in previous if f.test not in fresh and _test_exists(f.test)]
+    for fault in kept:
+        if fault.test in state.failed:  # failed before it could record anything: not survived any more
+            fault.survived, fault.run_on = False, today
+            fault.outcome = f"TEST FAILED: {fault.outcome.removeprefix('TEST FAILED: ')}"
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(render([*kept, *state.faults]), encoding="utf-8")
 

@@ -90,6 +90,7 @@ class _Guard:
         await self.app(scope, capped, send)
 
     def _too_large(self) -> APIError:
+        # uvicorn reads and discards the rest of the body, so the client is sure to get this answer
         return APIError(413, f"The request body is larger than {self.settings.max_body_mb} MB. Send a smaller "
                         "file, or start the runtime with a larger max_body_mb.", code="request_too_large")
 
@@ -182,7 +183,8 @@ def _bounded(body: dict[str, Any]) -> None:
                 unit = {str: " characters", list: " items", dict: " keys"}.get(type(value), "")
                 limit = (f"between {low:g} and {high:g}" if low is not None and high is not None
                          else f"at most {high:g}{unit}" if high is not None else f"at least {low:g}")
-                raise APIError(400, f"Invalid value for '{field}': it must be {limit}.", param=field, code="invalid_value")
+                raise APIError(400, f"Invalid value for '{field}': it must be {limit}.", param=field,
+                               code="invalid_value")
         for field, key in _find(body, (scope + "metadata").split(".")):
             long = next((k for k in key if len(k) > 64), None)
             if long is not None:
@@ -222,7 +224,8 @@ async def _body(request: Request, params: type, **path: str) -> dict[str, Any]:
         except RecursionError:
             deep = True
         if deep or _too_deep(raw):
-            raise APIError(400, f"The request body nests more than {MAX_DEPTH} levels deep. Send a flatter JSON object.")
+            raise APIError(400, f"The request body nests more than {MAX_DEPTH} levels deep. "
+                           "Send a flatter JSON object.")
         if _SURROGATE_ESCAPE.search(data) and _has_lone_surrogate(raw):
             raise APIError(400, "The request body holds an unpaired UTF-16 surrogate escape (like \\ud800), "
                            "which is not text. Send valid Unicode strings.")
