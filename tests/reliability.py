@@ -307,3 +307,19 @@ def kill_pids(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def read_store(data_dir: Path) -> tuple[str, dict[str, Any]]:
+    """SQLite's integrity_check answer and every stored row parsed by its SDK type (a corrupt row raises)."""
+    import sqlite3
+
+    from tutor_nb.runtime.store import KINDS
+
+    by_kind = {kind: cls for cls, kind in KINDS.items()}
+    db = sqlite3.connect(Path(data_dir) / "tutor_nb.sqlite3")
+    try:
+        integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
+        rows = db.execute("SELECT id, kind, body FROM objects ORDER BY seq").fetchall()
+    finally:
+        db.close()
+    return integrity, {id: by_kind[kind].model_validate_json(body) for id, kind, body in rows}
