@@ -179,13 +179,29 @@ def spawned_runtime(**settings: Any) -> Iterator[SpawnedRuntime]:
                 raise RuntimeError(f"the runtime did not start (it printed {line!r})")
             yield SpawnedRuntime(process, line[line.index("http://"):].split()[0])
         finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            _stop_tree(process)
+
+
+def _stop_tree(process: subprocess.Popen) -> None:
+    """Stop the server gracefully, then whatever it started that outlived it (kernels)."""
+    import psutil
+
+    try:
+        children = psutil.Process(process.pid).children(recursive=True)
+    except psutil.Error:
+        children = []
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    for child in children:
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
 
 
 def _serve(settings_json: str) -> None:
@@ -339,25 +355,37 @@ class Loopback:
 
 
 def machine() -> dict[str, Any]:
-    """Where the figures come from: they only compare with figures from the same machine."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=ROOT, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
+    """Where the figures come from: they only compare with figures from the same machine and code."""
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
     return {
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "processor": platform.machine(),
-        "commit": commit,
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "uncommitted": git("status", "--porcelain", "--", "tutor_nb").splitlines(),
+        "load_average_1m": _load_average(),
     }
+
+
+def _load_average() -> float | None:
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
+#: the code as it was when this benchmark started (others may commit while it runs)
+STARTED_ON = machine()
 
 
 def report(name: str, result: dict[str, Any]) -> dict[str, Any]:
     """Print the result as JSON and append it, with the machine, to ``results/<name>.jsonl``."""
     record = {"bench": name, "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-              "machine": machine(), **result}
+              "machine": {**STARTED_ON, "load_average_1m": _load_average()}, **result}
     print(json.dumps(record, ensure_ascii=False, indent=2))
     RESULTS.mkdir(exist_ok=True)
     with open(RESULTS / f"{name}.jsonl", "a", encoding="utf-8") as f:
