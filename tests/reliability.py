@@ -280,6 +280,19 @@ class CliServer:
         return self.proc.returncode
 
 
+def processes_of(data_dir: Path) -> list[int]:
+    """Live processes whose command line names this data folder: kernels (and their sandboxes) of a server
+    that used it, found even when they were started too late to be seen as its children."""
+    import psutil
+
+    needle = str(Path(data_dir).resolve())
+    found = []
+    for process in psutil.process_iter(["cmdline", "status"]):
+        if process.info["status"] != psutil.STATUS_ZOMBIE and any(needle in a for a in process.info["cmdline"] or ()):
+            found.append(process.pid)
+    return found
+
+
 def wait_gone(pids: list[int], timeout: float) -> list[int]:
     """Wait until these processes have exited; returns the ones still alive (zombies count as gone)."""
     import psutil

@@ -56,7 +56,8 @@ def allowing_null_list_ids(spec: dict) -> dict:
 
 def seed(client) -> dict[str, list[str]]:
     """Objects for the fuzzer to aim at: a few of each kind, so a fuzzed delete does not end the game."""
-    ids: dict[str, list[str]] = {k: [] for k in ("assistant_id", "thread_id", "message_id", "run_id", "step_id", "file_id")}
+    kinds = ("assistant_id", "thread_id", "message_id", "run_id", "step_id", "file_id")
+    ids: dict[str, list[str]] = {kind: [] for kind in kinds}
     for n in range(3):
         coder = client.beta.assistants.create(model="gpt-4o", name=f"fuzz {n}", tools=[{"type": "code_interpreter"},
                                                                                       WEATHER_TOOL])
