@@ -25,7 +25,8 @@ from reliability import CliServer
 
 TOKEN = "classroom-secret-7f3a"
 HELLO, LIST = "Say hello", "List the working folder"
-LIST_CODE = "import os\nprint(sorted(os.listdir('/mnt/data')))\nprint(sorted(k for k in os.environ if 'TOKEN' in k.upper()))"
+LIST_CODE = ("import os\nprint(sorted(os.listdir('/mnt/data')))\n"
+             "print(sorted(k for k in os.environ if 'TOKEN' in k.upper()))")
 TURNS = {"source": "authored", "description": "Turns for the access tests.", "turns": [
     {"user": HELLO, "turn": 0, "reply": {"content": "Hello!", "tool_calls": []}},
     {"user": LIST, "turn": 0, "reply": {"content": None, "tool_calls": [
