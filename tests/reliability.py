@@ -39,6 +39,7 @@ _DATA_MARK = "<!-- reliability-data"
 #: the area each test file's faults belong to, in report order
 AREAS = {
     "test_sandbox_limits": "Sandbox limits",
+    "test_sandbox": "Sandbox limits",
     "test_server_faults": "Server",
     "test_schemathesis": "Server",
     "test_durability": "Durability",

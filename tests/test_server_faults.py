@@ -513,3 +513,32 @@ def test_fifty_concurrent_clients_full_runs(runtime, plain, tutor, fault_report)
                  outcome=f"all {count} runs completed ({with_code} ran code in their own kernel), no 5xx, no "
                          f"connection errors; {wall:.1f} s wall, slowest learner {slowest:.1f} s",
                  nothing_lost="every learner read back its own answer and steps")
+
+
+@pytest.mark.slow
+def test_code_that_never_ends_is_timed_out_inside_a_run(tmp_path, fault_report):
+    """The execution timeout through a whole run: the run still answers, and the thread goes on."""
+    from tutor_nb.runtime import start
+
+    rt = start(backend="replay", data_dir=tmp_path / "data", cassettes=[data_path("cassettes")], exec_timeout=1.5)
+    try:
+        client = rt.client(max_retries=0)
+        tutor = client.beta.assistants.create(model="gpt-4o", tools=[{"type": "code_interpreter"}])
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": "Sleep for a while"}])
+        began = time.monotonic()
+        run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=tutor.id, poll_interval_ms=50)
+        took = time.monotonic() - began
+        assert run.status == "completed", run.last_error
+        steps = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id, order="asc").data
+        logs = steps[0].step_details.tool_calls[0].code_interpreter.outputs[-1].logs
+        assert "timed out after 1.5 s" in logs and took < 30, (logs, took)
+        client.beta.threads.messages.create(thread_id=thread.id, role="user", content=CODE)
+        after = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=tutor.id, poll_interval_ms=20)
+        assert after.status == "completed", after.last_error
+        answer = client.beta.threads.messages.list(thread_id=thread.id).data[0].content[0].text.value
+        assert answer == "x is 21."
+    finally:
+        rt.stop()
+    fault_report("model code that never ends (time.sleep(60) with a 1.5 s execution timeout), through a run",
+                 trials=1, outcome=f"interrupted after 1.5 s, the logs say so, the run still completed in {took:.1f} s",
+                 nothing_lost="the same thread ran the next run's code and answered")
