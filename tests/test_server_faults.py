@@ -533,7 +533,8 @@ def test_code_that_never_ends_is_timed_out_inside_a_run(tmp_path, fault_report):
         logs = steps[0].step_details.tool_calls[0].code_interpreter.outputs[-1].logs
         assert "timed out after 1.5 s" in logs and took < 30, (logs, took)
         client.beta.threads.messages.create(thread_id=thread.id, role="user", content=CODE)
-        after = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=tutor.id, poll_interval_ms=20)
+        after = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=tutor.id,
+                                                         poll_interval_ms=20)
         assert after.status == "completed", after.last_error
         answer = client.beta.threads.messages.list(thread_id=thread.id).data[0].content[0].text.value
         assert answer == "x is 21."
