@@ -185,8 +185,8 @@ def _bounded(body: dict[str, Any]) -> None:
                          else f"at most {high:g}{unit}" if high is not None else f"at least {low:g}")
                 raise APIError(400, f"Invalid value for '{field}': it must be {limit}.", param=field,
                                code="invalid_value")
-        for field, key in _find(body, (scope + "metadata").split(".")):
-            long = next((k for k in key if len(k) > 64), None)
+        for field, metadata in _find(body, (scope + "metadata").split(".")):
+            long = next((k for k in metadata if len(k) > 64), None)
             if long is not None:
                 raise APIError(400, f"Invalid key in '{field}': {long[:70]!r}... is longer than 64 characters.",
                                param=field, code="invalid_value")
