@@ -389,7 +389,8 @@ def test_replay_unmatched_turn_says_which_calls_exist(replay):
 
 
 def test_replay_streams_many_small_pieces_that_reassemble_exactly(replay):
-    cassette = json.loads((Path(replay.files[0])).read_text(encoding="utf-8"))
+    [walkthrough] = [f for f in replay.files if f.name == "walkthrough.json"]
+    cassette = json.loads(walkthrough.read_text(encoding="utf-8"))
     recorded = {(t["user"], t["turn"]): t["reply"] for t in cassette["turns"]}
     turn0 = collect(replay, request(user(KO)))
     turn1 = collect(replay, request(*after_tool_call(KO, "[...]")))

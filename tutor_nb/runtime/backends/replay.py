@@ -175,8 +175,11 @@ class ReplayBackend:
         self.files = cassette_files(([BUILTIN_CASSETTES] if builtin else []) + extra)
         self.delay = delay
         self._turns: dict[tuple[str, int], RecordedTurn] = {}
+        self._examples: list[str] = []  # the first question of each file, for error messages
         for path in self.files:
-            for turn in load_cassette(path):
+            turns = load_cassette(path)
+            self._examples += [turn.user for turn in turns[:1]]
+            for turn in turns:
                 self._turns[(normalize(turn.user), turn.turn)] = turn
 
     def __repr__(self) -> str:
@@ -221,7 +224,7 @@ class ReplayBackend:
             recorded = sorted(t for (u, t) in self._turns if u == normalize(user))
             where = f" (model call #{turn}; the cassette has calls {recorded})" if recorded else ""
             head = f'No recorded turn exists for this message: "{shown}"{where}.'
-        known = ", ".join(f'"{m}"' for m in self.messages[:3])
+        known = ", ".join(f'"{m}"' for m in dict.fromkeys(self._examples))
         offline = f" Offline, the built-in cassettes answer: {known}." if known else ""
         return (
             f"{head} The replay backend only plays conversations saved in cassettes.{offline} "
