@@ -377,9 +377,6 @@ def _helper_running(server: CliServer) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="sandbox, reported: with bubblewrap a kernel being started when the server is SIGKILLed "
-                          "outlives it (--die-with-parent is set after the parent died); without it, processes "
-                          "started by model code outlive their kernel", strict=False)
 @pytest.mark.parametrize("moment", ["kernel starting", "helper process started by model code"])
 def test_kernels_do_not_outlive_a_killed_server(tmp_path, cassette, moment, fault_report):
     server = serve(tmp_path / "data", cassette)

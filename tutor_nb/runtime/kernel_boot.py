@@ -1,8 +1,9 @@
 """How a sandbox kernel is launched, and the code it runs first.
 
 Run as a script (``python kernel_boot.py -f CONNECTION_FILE``) this file is the kernel launcher:
-it joins the kernel's cgroup, sets rlimits on itself, then execs ipykernel (inside bubblewrap
-when that is configured), so the limits hold for the kernel and everything it starts. It uses
+it joins the kernel's cgroup, sets rlimits on itself, then runs ipykernel (or execs it inside
+bubblewrap when that is configured), so the limits hold for the kernel and everything it starts,
+and a guard ends the kernel's process tree if the server is killed. It uses
 the standard library only, because it runs before the kernel and outside the tutor_nb package.
 """
 
@@ -128,12 +129,82 @@ def _user_tasks() -> int:
     return count
 
 
+def _descendants(root: int) -> list[int]:
+    """Every live process below ``root``, read from /proc (the standard library has no process tree)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _guard(server_pid: int) -> None:
+    """End the kernel and everything model code started in it once the server that launched it is gone.
+
+    ipykernel's own parent check ends the kernel alone; the processes model code started would be
+    orphaned and run on. They are stopped first so none can fork while the others are killed."""
+    import signal
+    import time
+
+    while os.getppid() == server_pid:
+        time.sleep(0.2)
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for pid in _descendants(os.getpid()):
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+    os._exit(1)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent dies (kept across exec); a no-op elsewhere."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str]) -> None:
     limits = json.loads(os.environ.pop(ENV_VAR, "{}"))
+    server_pid = limits.get("server_pid")
+    if server_pid and os.getppid() != server_pid:
+        sys.exit("the server that launched this kernel has exited")
+    args = [*argv, "--HistoryManager.hist_file=:memory:"]
+    if limits.get("wrap"):
+        # bubblewrap's --die-with-parent and its pid namespace end the kernel's whole tree with the
+        # server; until bubblewrap has set that up, the kernel dies with its parent from here
+        _die_with_parent()
+        _apply_limits(limits)
+        if server_pid and os.getppid() != server_pid:
+            sys.exit("the server that launched this kernel has exited")
+        cmd = [*limits["wrap"], sys.executable, "-m", "ipykernel_launcher", *args]
+        os.execv(cmd[0], cmd)
+    if server_pid:
+        import threading
+
+        threading.Thread(target=_guard, args=(server_pid,), name="tutor_nb-guard", daemon=True).start()
     _apply_limits(limits)
-    cmd = [*limits.get("wrap", []), sys.executable, "-m", "ipykernel_launcher", *argv,
-           "--HistoryManager.hist_file=:memory:"]
-    os.execv(cmd[0], cmd)
+    # run ipykernel in this process, so the guard thread lives in the kernel; as ipykernel_launcher does,
+    # take the script's folder off sys.path (ipykernel puts the working folder back)
+    del sys.path[0]
+    sys.argv = [sys.argv[0], *args]
+    from ipykernel import kernelapp
+
+    kernelapp.launch_new_instance()
 
 
 if __name__ == "__main__":

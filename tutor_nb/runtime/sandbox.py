@@ -14,6 +14,7 @@ import queue
 import re
 import shutil
 import signal
+import os
 import subprocess
 import tempfile
 import uuid
@@ -219,6 +220,7 @@ class Sandbox:
         await asyncio.gather(*(self._retire(k) for k in list(self._all)), return_exceptions=True)
         self._kernels.clear()
         await self._sweep_cgroups(patience=5.0)
+        shutil.rmtree(self._private / "ipython", ignore_errors=True)  # the kernels' private IPYTHONDIR
 
     async def _sweep_cgroups(self, patience: float = 0.0) -> None:
         groups, self._lingering = self._lingering, []
@@ -557,7 +559,7 @@ class Sandbox:
         sockets = folder if len(str(folder)) < 80 else Path(tempfile.mkdtemp(prefix="tnb-"))  # socket paths max ~107
         memory = self.memory_limit_mb * 1024 * 1024 if self.memory_limit_mb else None
         cgroup = limits.KernelCgroup.create(self.max_processes + KERNEL_THREADS, memory) if self.cgroups else None
-        config = {"memory_mb": self.memory_limit_mb, "file_mb": self.max_file_mb,
+        config = {"server_pid": os.getpid(), "memory_mb": self.memory_limit_mb, "file_mb": self.max_file_mb,
                   "nproc": self.max_processes + KERNEL_THREADS,
                   "cgroup_procs": cgroup.procs_files if cgroup else [],
                   "wrap": self._bwrap_args(folder, sockets) if self.bwrap else []}
