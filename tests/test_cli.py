@@ -7,9 +7,11 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import openai
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +51,26 @@ def test_serve_prints_its_url_and_stops_cleanly(tmp_path):
         assert match, line + proc.stderr.read() if proc.poll() is not None else line
         client = openai.OpenAI(base_url=match.group(0), api_key="local", max_retries=0)
         assert client.beta.assistants.create(model="m").id.startswith("asst_")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+
+
+def test_serve_keeps_the_pool_size_it_is_given_started(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tutor_nb", "serve", "--port", "0", "--pool-size", "3", "--data-dir", str(tmp_path / "d")],
+        env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert "ready at http://127.0.0.1:" in proc.stdout.readline()
+        kernels: list = []
+        deadline = time.monotonic() + 60
+        while len(kernels) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            kernels = [p for p in psutil.Process(proc.pid).children() if "kernel_boot" in " ".join(p.cmdline())]
+        assert len(kernels) == 3
+        time.sleep(1.0)
+        assert len([p for p in psutil.Process(proc.pid).children() if "kernel_boot" in " ".join(p.cmdline())]) == 3
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0

@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--token", help="required as the clients' api_key; needed to bind beyond 127.0.0.1")
     serve.add_argument("--exec-timeout", type=float, default=60.0, help="seconds one code execution may take")
     serve.add_argument("--idle-timeout", type=float, default=900.0, help="seconds before an idle thread's kernel stops")
+    serve.add_argument("--pool-size", type=int, default=1,
+                       help="kernels kept started for new threads (for a class, about the number of learners)")
+    serve.add_argument("--memory-limit-mb", type=int, default=2048, help="memory one kernel may use (0: no limit)")
     serve.add_argument("--replay-delay", type=float, default=0.01, help="seconds between replayed pieces of text")
     return parser
 
@@ -48,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             fields = dict(host=args.host, port=args.port, backend=args.backend, model_base_url=args.model_base_url,
                           model_api_key=args.model_api_key, model=args.model, record=args.record,
                           cassettes=args.cassettes, token=args.token, exec_timeout=args.exec_timeout,
-                          idle_timeout=args.idle_timeout, replay_delay=args.replay_delay)
+                          idle_timeout=args.idle_timeout, replay_delay=args.replay_delay,
+                          pool_size=args.pool_size, memory_limit_mb=args.memory_limit_mb or None)
             if args.data_dir is not None:
                 fields["data_dir"] = args.data_dir
             try:

@@ -42,6 +42,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser()
+        if self.pool_size < 0:
+            raise RuntimeStartError(f"pool_size must be 0 or more (got {self.pool_size}); 0 starts kernels on demand.")
         if self.token is None:
             self.token = os.environ.get(TOKEN_ENV) or None
         if not self.is_loopback and not self.token:
