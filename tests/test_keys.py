@@ -179,3 +179,13 @@ def test_connect_uses_a_found_key_or_a_placeholder(fake_api, monkeypatch):
     assert client.max_retries == 0
     client.models.list()
     assert fake_api.requests[-1][1]["authorization"] == f"Bearer {KEY}"
+
+
+def test_connect_silences_only_the_sdks_assistants_deprecation(runtime):
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")
+        client = connect(runtime.base_url)
+        client.beta.assistants.create(model="m")
+        client.beta.threads.create()
+        warnings.warn("deprecated in some other way", DeprecationWarning)
+    assert [str(w.message) for w in seen] == ["deprecated in some other way"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import openai
@@ -9,6 +10,8 @@ import openai
 from .keys import load_api_key
 
 LOCAL_PLACEHOLDER_KEY = "tutor-nb-local"  # the SDK insists on some key; a local server ignores it
+# what the SDK says on every client.beta.assistants / client.beta.threads call
+SDK_DEPRECATION = r"(deprecated|The Assistants API is deprecated in favor of the Responses API)$"
 
 
 def connect(
@@ -27,7 +30,11 @@ def connect(
     ``load_api_key`` finds (a placeholder when there is none, for keyless local servers).
     Without: a client for tutor_nb's local runtime, started on first use; ``backend``,
     ``model_base_url``, ``model`` and ``model_api_key`` choose the model behind it.
+
+    The SDK's DeprecationWarning on every Assistants call is silenced (that API is what tutor_nb
+    serves, so under each cell it would only be noise); other warnings are left alone.
     """
+    warnings.filterwarnings("ignore", message=SDK_DEPRECATION, category=DeprecationWarning)
     if base_url is not None:
         key = api_key or load_api_key(required=False) or LOCAL_PLACEHOLDER_KEY
         return openai.OpenAI(base_url=base_url, api_key=key, **client_kwargs)
