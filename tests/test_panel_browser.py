@@ -41,7 +41,7 @@ from tutor_nb import ChatPanel
 from tutor_nb.runtime import start
 
 rt = start(backend="replay", data_dir="runtime-data", cassettes=["plot.json", "slow.json"], replay_delay=0.01)
-panel = ChatPanel(client=rt.client(), height="860px")
+panel = ChatPanel(client=rt.client(), height="560px")
 panel"""
 
 
@@ -185,12 +185,13 @@ def test_chat_panel_in_jupyterlab(lab):
 
             # the transcript overflowed while streaming and stayed pinned to the newest line
             scroller = panel.locator(".tnb-transcript")
-            assert scroller.evaluate("el => el.scrollHeight > el.clientHeight"), "transcript should overflow by now"
+            sizes = scroller.evaluate("el => [el.scrollHeight, el.clientHeight]")
+            assert sizes[0] > sizes[1], f"transcript should overflow by now: {sizes}"
             assert scroller.evaluate("el => Math.abs(el.scrollTop) < 4"), "transcript is not pinned to the newest line"
             page.screenshot(path=str(ARTIFACTS / "panel-fibonacci.png"), full_page=True)
 
             # a learner who scrolled up keeps their place while the next reply streams in
-            scroller.evaluate("el => { el.scrollTop = -250; }")
+            scroller.evaluate("el => { el.scrollTop = -Math.round((el.scrollHeight - el.clientHeight) / 2); }")
             offset = ("el => Math.round(el.querySelector('.tnb-logs').getBoundingClientRect().top"
                       " - el.getBoundingClientRect().top)")
             page.wait_for_timeout(300)
