@@ -232,6 +232,18 @@ def test_discard_during_an_execution_ends_it(sb: Running) -> None:
 
 
 @pytest.mark.slow
+def test_pool_tops_up_once_executions_quiet_down_while_it_still_has_kernels(tmp_path: Path) -> None:
+    with running_sandbox(tmp_path, pool_size=2) as running:
+        running.wait_for_pool(2)
+        busy = running.loop.create_task(running.sandbox.execute("class", "import time\ntime.sleep(2.5)\n'done'"))
+        running.run(asyncio.sleep(1.5))
+        assert running.sandbox._pool.qsize() == 1 and len(running.kernel_pids()) == 3 - 1  # no start mid-execution
+        assert running.run(busy).logs == "'done'\n"
+        running.wait_for_pool(2)  # topped up after the quiet period
+        assert len(running.kernel_pids()) == 3
+
+
+@pytest.mark.slow
 def test_idle_kernels_shut_down_and_close_leaks_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-not-for-the-kernel")
     with running_sandbox(tmp_path, idle_timeout=1.0, pool_size=0) as running:

@@ -40,6 +40,7 @@ CHECK_EVERY = 0.5  # seconds between memory/process/disk checks during an execut
 KERNEL_THREADS = 32  # tasks the kernel itself needs (its threads) on top of max_processes
 MAX_IMAGES = 50
 START_TIMEOUT = 60.0
+REFILL_QUIET = 1.0  # seconds without executions before the pool is topped up while it still has a kernel
 
 
 @dataclass
@@ -159,6 +160,7 @@ class Sandbox:
         self._lingering: list[limits.KernelCgroup] = []  # cgroups whose killed members were not yet reaped
         self._pool: asyncio.Queue[_Kernel] | None = None
         self._filler: asyncio.Task | None = None
+        self._handed_over = float("-inf")  # when a pooled kernel last went to a thread (loop time)
         self._reaper: asyncio.Task | None = None
         self._started = False
         self._closed = False
@@ -471,11 +473,9 @@ class Sandbox:
             self._lost[thread_id] = "had stopped"
             await self._retire(kernel)
         kernel = await self._fresh_kernel()
-        try:
-            await self._quiet(kernel, kernel_boot.chdir_code(workdir))
-        except BaseException:
-            await self._retire(kernel)
-            raise
+        # sent, not awaited (a round trip saved on every new thread): a kernel runs requests in order,
+        # so the thread's first code already finds its folder
+        kernel.kc.execute(kernel_boot.chdir_code(workdir), silent=True, store_history=False, allow_stdin=False)
         kernel.thread_id, kernel.workdir = thread_id, workdir
         kernel.last_used = asyncio.get_running_loop().time()
         self._kernels[thread_id] = kernel
@@ -487,6 +487,7 @@ class Sandbox:
         while True:
             if not self._pool.empty():
                 kernel = self._pool.get_nowait()
+                self._handed_over = asyncio.get_running_loop().time()
                 self._ensure_filler()
                 if await kernel.km.is_alive():
                     return kernel
@@ -528,9 +529,20 @@ class Sandbox:
         if (self._filler is None or self._filler.done()) and self._pool.qsize() < self.pool_size:
             self._filler = asyncio.create_task(self._fill_pool())
 
+    def _executing_lately(self) -> bool:
+        now = asyncio.get_running_loop().time()
+        return now - self._handed_over < REFILL_QUIET or any(
+            k.busy or now - k.last_used < REFILL_QUIET for k in self._kernels.values())
+
     async def _fill_pool(self) -> None:
         assert self._pool is not None
         while not self._closed and self._pool.qsize() < self.pool_size:
+            # starting a kernel costs about a CPU-second: while kernels are still ready and code is running
+            # (a class at work), let the code have the CPU and top up once it is quiet
+            while not self._closed and not self._pool.empty() and self._executing_lately():
+                await asyncio.sleep(REFILL_QUIET / 4)
+            if self._closed:
+                return
             kernel = await self._start_kernel()
             if self._closed:
                 await self._retire(kernel)
