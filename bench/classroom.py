@@ -79,7 +79,8 @@ def kernels_of(server: psutil.Process) -> list[psutil.Process]:
     found = []
     for proc in server.children(recursive=True):
         try:
-            if proc.name() != "bwrap" and "ipykernel_launcher" in " ".join(proc.cmdline()):
+            command = " ".join(proc.cmdline())
+            if proc.name() != "bwrap" and ("ipykernel_launcher" in command or "kernel_boot.py" in command):
                 found.append(proc)
         except psutil.Error:
             pass

@@ -161,6 +161,8 @@ class Sandbox:
         self._pool: asyncio.Queue[_Kernel] | None = None
         self._filler: asyncio.Task | None = None
         self._handed_over = float("-inf")  # when a pooled kernel last went to a thread (loop time)
+        # kernels started all at once share the CPU and all arrive late; a few at a time arrive in turn
+        self._starts = asyncio.Semaphore(max(1, os.cpu_count() or 1))
         self._reaper: asyncio.Task | None = None
         self._started = False
         self._closed = False
@@ -564,6 +566,10 @@ class Sandbox:
                     await self._retire(kernel)
 
     async def _start_kernel(self) -> _Kernel:
+        async with self._starts:
+            return await self._launch_kernel()
+
+    async def _launch_kernel(self) -> _Kernel:
         if self._closed:
             raise SandboxError("the sandbox is closed; create a new Sandbox to run code")
         folder = self._private / uuid.uuid4().hex[:10]
