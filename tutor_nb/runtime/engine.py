@@ -355,17 +355,16 @@ class Engine:
         system = (run.instructions or "") + self._file_note(run)
         if system.strip():
             messages.append({"role": "system", "content": system.strip()})
-        run_ids = [r.id for r in self.store.children(Run, run.thread_id)]
-        timeline = [obj for _, obj in self.store.timeline([run.thread_id, *run_ids])]
-        by_id = {obj.id: obj for obj in timeline if isinstance(obj, Message)}
-        for obj in timeline:
-            if isinstance(obj, Message) and (obj.role == "user" or obj.run_id is None):
-                messages.append({"role": obj.role, "content": message_text(obj)})
-            elif isinstance(obj, RunStep) and obj.step_details.type == "message_creation":
-                message = by_id.get(obj.step_details.message_creation.message_id)
+        history = self.store.thread_history(run.thread_id)
+        by_id = {obj["id"]: obj for kind, obj in history if kind == "message"}
+        for kind, obj in history:
+            if kind == "message" and (obj["role"] == "user" or obj.get("run_id") is None):
+                messages.append({"role": obj["role"], "content": message_text(obj)})
+            elif kind == "run step" and obj["step_details"]["type"] == "message_creation":
+                message = by_id.get(obj["step_details"]["message_creation"]["message_id"])
                 if message is not None and message_text(message):
                     messages.append({"role": "assistant", "content": message_text(message)})
-            elif isinstance(obj, RunStep) and obj.step_details.type == "tool_calls":
+            elif kind == "run step" and obj["step_details"]["type"] == "tool_calls":
                 messages += self._tool_messages(obj)
         tools: list[dict[str, Any]] = []
         if run.tool_choice != "none":
@@ -380,25 +379,28 @@ class Engine:
         )
 
     @staticmethod
-    def _tool_messages(step: RunStep) -> list[dict[str, Any]]:
+    def _tool_messages(step: dict[str, Any]) -> list[dict[str, Any]]:
+        """A tool_calls step (its wire dict) as the assistant's tool calls and the tools' answers."""
         calls, results = [], []
-        for call in step.step_details.tool_calls:  # type: ignore[union-attr]
-            if call.type == "code_interpreter":
-                arguments = json.dumps({"code": call.code_interpreter.input}, ensure_ascii=False)
+        for call in step["step_details"]["tool_calls"]:
+            if call["type"] == "code_interpreter":
+                interpreter = call["code_interpreter"]
+                arguments = json.dumps({"code": interpreter["input"]}, ensure_ascii=False)
                 parts = []
-                for output in call.code_interpreter.outputs:
-                    if output.type == "logs":
-                        parts.append(output.logs[-MODEL_LOG_CHARS:])
+                for output in interpreter["outputs"]:
+                    if output["type"] == "logs":
+                        parts.append(output["logs"][-MODEL_LOG_CHARS:])
                     else:
-                        parts.append(f"[image {output.image.file_id} shown to the user]")
-                result = "\n".join(parts) or ("(no output)" if step.status == "completed" else f"(execution {step.status})")
-                calls.append({"id": call.id, "type": "function", "function": {"name": CODE_TOOL["function"]["name"], "arguments": arguments}})
-            elif call.type == "function":
-                calls.append({"id": call.id, "type": "function", "function": {"name": call.function.name, "arguments": call.function.arguments}})
-                result = call.function.output or f"(no output: step {step.status})"
+                        parts.append(f"[image {output['image']['file_id']} shown to the user]")
+                result = "\n".join(parts) or ("(no output)" if step["status"] == "completed" else f"(execution {step['status']})")
+                calls.append({"id": call["id"], "type": "function", "function": {"name": CODE_TOOL["function"]["name"], "arguments": arguments}})
+            elif call["type"] == "function":
+                function = call["function"]
+                calls.append({"id": call["id"], "type": "function", "function": {"name": function["name"], "arguments": function["arguments"]}})
+                result = function.get("output") or f"(no output: step {step['status']})"
             else:
                 continue
-            results.append({"role": "tool", "tool_call_id": call.id, "content": result})
+            results.append({"role": "tool", "tool_call_id": call["id"], "content": result})
         return [{"role": "assistant", "content": None, "tool_calls": calls}, *results] if calls else []
 
     async def _model_turn(self, run: Run, state: _RunState) -> _Turn:

@@ -7,7 +7,6 @@ import string
 import time
 from typing import Any
 
-from openai.types.beta.threads import Message
 
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -50,14 +49,14 @@ def message_content(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]
     return blocks
 
 
-def message_text(message: Message) -> str:
-    """The plain text of a message; images are named by file id so a model knows they exist."""
+def message_text(message: dict[str, Any]) -> str:
+    """The plain text of a message (its wire dict); images are named by file id so a model knows they exist."""
     parts = []
-    for block in message.content:
-        if block.type == "text":
-            parts.append(block.text.value)
-        elif block.type == "image_file":
-            parts.append(f"[image {block.image_file.file_id}]")
-        elif block.type == "image_url":
-            parts.append(f"[image {block.image_url.url}]")
+    for block in message.get("content") or []:
+        if block["type"] == "text":
+            parts.append(block["text"]["value"])
+        elif block["type"] == "image_file":
+            parts.append(f"[image {block['image_file']['file_id']}]")
+        elif block["type"] == "image_url":
+            parts.append(f"[image {block['image_url']['url']}]")
     return "\n".join(parts)
