@@ -158,3 +158,27 @@ def test_recorded_chat_turns_replay_offline(tmp_path):
     assert replay_call.input == live_call.input == "7 * 6"
     assert replay_call.outputs[0].logs == live_call.outputs[0].logs
     assert replay_answer == live_answer and "42" in replay_answer
+
+
+def test_each_run_sends_the_threads_history_without_deleted_messages(chat_client, chat_tutor, model):
+    thread = chat_client.beta.threads.create()
+
+    def ask(question: str) -> list[dict]:
+        chat_client.beta.threads.messages.create(thread_id=thread.id, role="user", content=question)
+        run = chat_client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=chat_tutor.id)
+        assert run.status == "completed", run.last_error
+        return model.requests[-1]["messages"]  # the call after the tool ran: the whole conversation
+
+    ask("What is 6 * 7?")
+    second = ask("What is 11 * 11?")
+    spoken = [(m["role"], m.get("content")) for m in second if m["role"] in ("user", "assistant") and m.get("content")]
+    assert spoken == [("user", "What is 6 * 7?"), ("assistant", "Running the code gives:\n\n42\n"),
+                      ("user", "What is 11 * 11?")]
+    assert [m["content"] for m in second if m["role"] == "tool"] == ["42\n", "121\n"]
+
+    first_question = chat_client.beta.threads.messages.list(thread_id=thread.id, order="asc").data[0]
+    chat_client.beta.threads.messages.delete(message_id=first_question.id, thread_id=thread.id)
+    third = ask("What is 2 * 5?")
+    users = [m["content"] for m in third if m["role"] == "user"]
+    assert users == ["What is 11 * 11?", "What is 2 * 5?"]
+    assert [m["content"] for m in third if m["role"] == "tool"] == ["42\n", "121\n", "10\n"]

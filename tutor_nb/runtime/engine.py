@@ -47,6 +47,7 @@ MODEL_LOG_CHARS = 20_000
 _FILE_MENTION = re.compile(r"(?:sandbox:)?/mnt/data/([^\s)\]\"'`<>]+)")
 #: how many recent runs keep their timings (they live in memory only)
 TIMINGS_KEPT = 1000
+MAX_HISTORIES = 256  # threads whose settled history is kept converted
 
 
 class RunFailure(Exception):
@@ -107,6 +108,15 @@ class _RunState:
     files: dict[str, str] = field(default_factory=dict)  # file name -> file id made by code
 
 
+@dataclass
+class _History:
+    """A thread's conversation up to row ``seq`` (``rows`` rows), as Chat Completions messages."""
+
+    seq: int = 0
+    rows: int = 0
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+
 class Engine:
     """Owns the asyncio tasks of active runs. Lives in the server's event loop."""
 
@@ -127,6 +137,7 @@ class Engine:
         self._live: dict[str, Run] = {}  # the one in-memory copy of each active run
         self._tool_outputs: dict[str, asyncio.Future] = {}
         self._timings: OrderedDict[str, RunTiming] = OrderedDict()
+        self._histories: OrderedDict[str, _History] = OrderedDict()  # thread id -> its settled history
         self._closing = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -355,17 +366,7 @@ class Engine:
         system = (run.instructions or "") + self._file_note(run)
         if system.strip():
             messages.append({"role": "system", "content": system.strip()})
-        history = self.store.thread_history(run.thread_id)
-        by_id = {obj["id"]: obj for kind, obj in history if kind == "message"}
-        for kind, obj in history:
-            if kind == "message" and (obj["role"] == "user" or obj.get("run_id") is None):
-                messages.append({"role": obj["role"], "content": message_text(obj)})
-            elif kind == "run step" and obj["step_details"]["type"] == "message_creation":
-                message = by_id.get(obj["step_details"]["message_creation"]["message_id"])
-                if message is not None and message_text(message):
-                    messages.append({"role": "assistant", "content": message_text(message)})
-            elif kind == "run step" and obj["step_details"]["type"] == "tool_calls":
-                messages += self._tool_messages(obj)
+        messages += self._conversation(run)
         tools: list[dict[str, Any]] = []
         if run.tool_choice != "none":
             for tool in run.tools:
@@ -377,6 +378,42 @@ class Engine:
             model=run.model, messages=messages, tools=tools, temperature=run.temperature,
             top_p=run.top_p, max_tokens=run.max_completion_tokens,
         )
+
+    def _conversation(self, run: Run) -> list[dict[str, Any]]:
+        """The thread's history as Chat Completions messages.
+
+        What came before this run belongs to finished runs and no longer changes, so it is converted
+        once and kept; only the run's own rows are read each call. A deleted message shrinks the row
+        count, which sends the thread back to a full read.
+        """
+        boundary = self.store.seq(run.id) or 0
+        kept = self._histories.pop(run.thread_id, None)
+        if kept is None or kept.seq > boundary or self.store.history_size(run.thread_id, upto=kept.seq) != kept.rows:
+            kept = _History()
+        rows = self.store.thread_history(run.thread_id, after=kept.seq)
+        settled = [row for row in rows if row[0] < boundary]
+        if settled:
+            kept = _History(settled[-1][0], kept.rows + len(settled), kept.messages + self._chat_messages(settled))
+        self._histories[run.thread_id] = kept
+        while len(self._histories) > MAX_HISTORIES:
+            self._histories.popitem(last=False)
+        return kept.messages + self._chat_messages([row for row in rows if row[0] >= boundary])
+
+    @classmethod
+    def _chat_messages(cls, rows: list[tuple[int, str, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Messages and steps (whole runs: a message_creation step and its message go together)."""
+        out: list[dict[str, Any]] = []
+        by_id = {obj["id"]: obj for _, kind, obj in rows if kind == "message"}
+        for _, kind, obj in rows:
+            if kind == "message" and (obj["role"] == "user" or obj.get("run_id") is None):
+                out.append({"role": obj["role"], "content": message_text(obj)})
+            elif kind == "run step" and obj["step_details"]["type"] == "message_creation":
+                message = by_id.get(obj["step_details"]["message_creation"]["message_id"])
+                if message is not None and message_text(message):
+                    out.append({"role": "assistant", "content": message_text(message)})
+            elif kind == "run step" and obj["step_details"]["type"] == "tool_calls":
+                out += cls._tool_messages(obj)
+        return out
 
     @staticmethod
     def _tool_messages(step: dict[str, Any]) -> list[dict[str, Any]]:

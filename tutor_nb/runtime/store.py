@@ -133,19 +133,35 @@ class Store:
         """All objects of a kind under a parent, oldest first."""
         return [obj for _, obj in self._iter(cls, parent)]
 
-    def thread_history(self, thread_id: str) -> list[tuple[str, dict[str, Any]]]:
-        """(kind, wire dict) of a thread's messages and its runs' steps, in creation order.
+    _HISTORY = (
+        "FROM objects WHERE kind IN ('message', 'run step') AND (parent = ? OR parent IN "
+        "(SELECT id FROM objects WHERE kind = 'run' AND parent = ?))"
+    )
 
-        Plain dicts, not models: the engine reads the whole history before every model call, and
-        parsing JSON costs a fraction of validating models (it grew with every turn of a long chat).
+    def thread_history(self, thread_id: str, *, after: int = 0) -> list[tuple[int, str, dict[str, Any]]]:
+        """(seq, kind, wire dict) of a thread's messages and its runs' steps after ``after``, in creation order.
+
+        Plain dicts, not models: the engine reads the history before every model call, and parsing
+        JSON costs a fraction of validating models.
         """
-        sql = (
-            "SELECT kind, body FROM objects WHERE kind IN ('message', 'run step') AND (parent = ? OR parent IN "
-            "(SELECT id FROM objects WHERE kind = 'run' AND parent = ?)) ORDER BY seq"
-        )
         with self._lock:
-            rows = self._db.execute(sql, (thread_id, thread_id)).fetchall()
-        return [(kind, json.loads(body)) for kind, body in rows]
+            rows = self._db.execute(
+                f"SELECT seq, kind, body {self._HISTORY} AND seq > ? ORDER BY seq", (thread_id, thread_id, after)
+            ).fetchall()
+        return [(seq, kind, json.loads(body)) for seq, kind, body in rows]
+
+    def history_size(self, thread_id: str, *, upto: int) -> int:
+        """How many history rows a thread has up to ``upto``: it drops when a message is deleted."""
+        with self._lock:
+            return self._db.execute(
+                f"SELECT COUNT(*) {self._HISTORY} AND seq <= ?", (thread_id, thread_id, upto)
+            ).fetchone()[0]
+
+    def seq(self, id: str) -> int | None:
+        """An object's place in creation order."""
+        with self._lock:
+            row = self._db.execute("SELECT seq FROM objects WHERE id = ?", (id,)).fetchone()
+        return row[0] if row else None
 
     def _iter(self, cls: type[M], parent: str | None) -> Iterator[tuple[int, M]]:
         sql = "SELECT seq, body FROM objects WHERE kind = ? AND parent IS ? ORDER BY seq"
