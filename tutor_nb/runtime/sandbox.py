@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import queue
 import re
 import shutil
 import signal
-import os
 import subprocess
 import tempfile
 import uuid
