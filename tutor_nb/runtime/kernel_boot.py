@@ -187,19 +187,18 @@ def _die_with_parent() -> None:
 def main(argv: list[str]) -> None:
     limits = json.loads(os.environ.pop(ENV_VAR, "{}"))
     server_pid = limits.get("server_pid")
-    if server_pid and os.getppid() != server_pid:
-        sys.exit("the server that launched this kernel has exited")
     args = [*argv, "--HistoryManager.hist_file=:memory:"]
     if limits.get("wrap"):
         # bubblewrap's --die-with-parent and its pid namespace end the kernel's whole tree with the
-        # server; until bubblewrap has set that up, the kernel dies with its parent from here
+        # server; until bubblewrap has set that up, the kernel dies with its parent from here (set
+        # first, then checked, so a server that dies in between is not missed)
         _die_with_parent()
-        _apply_limits(limits)
         if server_pid and os.getppid() != server_pid:
             sys.exit("the server that launched this kernel has exited")
+        _apply_limits(limits)
         cmd = [*limits["wrap"], sys.executable, "-m", "ipykernel_launcher", *args]
         os.execv(cmd[0], cmd)
-    if server_pid:
+    if server_pid:  # its first check is immediate, so a server already gone ends this kernel at once
         import threading
 
         threading.Thread(target=_guard, args=(server_pid,), name="tutor_nb-guard", daemon=True).start()

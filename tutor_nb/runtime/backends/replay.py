@@ -185,11 +185,6 @@ class ReplayBackend:
     def __repr__(self) -> str:
         return f"ReplayBackend({len(self.files)} cassette files, {len(self._turns)} turns)"
 
-    @property
-    def messages(self) -> list[str]:
-        """The user messages this backend can answer, in the order they were loaded."""
-        return list(dict.fromkeys(t.user for t in self._turns.values()))
-
     def find(self, messages: list[dict[str, Any]]) -> RecordedTurn:
         """The recorded turn for this conversation, or :class:`NoRecordedTurnError`."""
         user, turn = conversation_key(messages)
