@@ -96,6 +96,27 @@ def _tnb_setup(cap, preload):
             pass
     # the first value a cell shows pays for the formatters' lazy set-up (about 0.1 s); pay it now
     get_ipython().display_formatter.format([0, 1])
+    # model code often picks a non-interactive backend (matplotlib.use("Agg")), under which figures are never
+    # shown; after each cell, show what is still open and close it, as the inline backend does with its own
+    import warnings
+    warnings.filterwarnings("ignore", message=r"FigureCanvas\w* is non-interactive, and thus cannot be shown")
+    def show_open_figures(*_):
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        if pyplot is None or not pyplot.get_fignums() or pyplot.get_backend() == {INLINE_BACKEND!r}:
+            return
+        import io
+        from IPython.display import Image, display
+        for number in pyplot.get_fignums():
+            figure = pyplot.figure(number)
+            png = io.BytesIO()
+            try:
+                figure.savefig(png, format="png", bbox_inches="tight")
+                display(Image(png.getvalue(), format="png"))
+            except Exception:
+                get_ipython().showtraceback()
+            finally:
+                pyplot.close(figure)
+    get_ipython().events.register("post_execute", show_open_figures)
 _tnb_setup({output_cap!r}, {preload!r})
 del _tnb_setup
 """
