@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["reliability"]  # the fault_report fixture and docs/reliability.md
+pytest_plugins = ["reliability"]  # the fault_report fixture; docs/reliability.md when asked (--reliability-report)
 
 
 @pytest.fixture(autouse=True, scope="session")
