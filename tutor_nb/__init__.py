@@ -29,6 +29,7 @@ _EXPORTS = {
     "ChatPanel": "tutor_nb.panel",
     "MissingAPIKeyError": "tutor_nb.errors",
     "NoCodeCallsError": "tutor_nb.errors",
+    "RunNotCompletedError": "tutor_nb.errors",
     "RuntimeStartError": "tutor_nb.errors",
     "TutorNBError": "tutor_nb.errors",
 }
@@ -53,7 +54,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .calls import CodeCall, code_calls, last_code
     from .client import connect
     from .display import show_json
-    from .errors import MissingAPIKeyError, NoCodeCallsError, RuntimeStartError, TutorNBError
+    from .errors import MissingAPIKeyError, NoCodeCallsError, RunNotCompletedError, RuntimeStartError, TutorNBError
     from .keys import load_api_key, mask_key
     from .panel import ChatPanel
     from .local_run import Comparison, RerunResult, compare, rerun, to_cell

@@ -10,11 +10,12 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .display import to_jsonable
-from .errors import NoCodeCallsError
+from .errors import NoCodeCallsError, RunNotCompletedError
 
 Source = Literal["assistants", "responses"]
 
@@ -218,14 +219,23 @@ def code_calls(x: Any, *, client: Any = None) -> list[CodeCall]:
     """Every code-interpreter call in ``x``, in order.
 
     ``x``: a page or list of run steps, one run step, a Response or its output items, the
-    same as JSON text or loaded JSON, or CodeCalls. A page of steps without code gives [].
-    With ``client``, the calls can fetch images by file id to show them inline.
+    same as JSON text or loaded JSON, or CodeCalls. A page of steps without code gives [] when
+    its run completed; when the run did not (it failed, was cancelled, waits for tool outputs),
+    :class:`RunNotCompletedError` says how it ended and why. With ``client``, the calls can fetch
+    images by file id to show them inline.
     """
     if isinstance(x, CodeCall):
         return [x]
     if isinstance(x, (list, tuple)) and x and all(isinstance(item, CodeCall) for item in x):
         return list(x)
-    calls = _from_data(_parse(x))
+    data = _parse(x)
+    if isinstance(data, dict) and data.get("object") == "thread.run" and data.get("status") != "completed":
+        raise RunNotCompletedError(_not_completed(data))
+    calls = _from_data(data)
+    if not calls:
+        unfinished = _unfinished(data) or _unfinished_run_of_page(x)
+        if unfinished:
+            raise RunNotCompletedError(unfinished)
     for call in calls:
         call.client = client
     return calls
@@ -240,6 +250,57 @@ def _parse(x: Any) -> Any:
                 "This text is not JSON, so it holds no saved run steps or Response. To run code "
                 "text directly, use tutor_nb.rerun(code).") from None
     return to_jsonable(x)
+
+
+_ENDINGS = {
+    "failed": "failed", "cancelled": "was cancelled", "cancelling": "is being cancelled", "expired": "expired",
+    "incomplete": "ended incomplete", "queued": "has not started yet", "in_progress": "is still running",
+    "requires_action": "is waiting for your function outputs",
+}
+_WHAT_TO_DO = {
+    "requires_action": "Submit them with client.beta.threads.runs.submit_tool_outputs_and_poll(...), then read "
+                       "the steps again.",
+    "queued": "Wait for it with client.beta.threads.runs.poll(...).",
+    "in_progress": "Wait for it with client.beta.threads.runs.poll(...).",
+}
+
+
+def _not_completed(run: dict) -> str:
+    """How a run that did not complete ended, and why, in the words of its own fields."""
+    status = run.get("status") or "unknown"
+    error = run.get("last_error") or {}
+    incomplete = (run.get("incomplete_details") or {}).get("reason")
+    why = error.get("message") or (f"it reached {incomplete}" if incomplete else "")
+    head = f"No code to show: the run {run.get('id') or ''} {_ENDINGS.get(status, status)}".replace("  ", " ")
+    advice = _WHAT_TO_DO.get(status, "Check run.status and run.last_error after create_and_poll before reading "
+                                     "the run's steps.")
+    return f"{head}{': ' + why if why else '.'} {advice}"
+
+
+def _unfinished(data: Any) -> str | None:
+    """The reason a step in ``data`` ended without completing, if one did."""
+    steps = data.get("data") if isinstance(data, dict) and isinstance(data.get("data"), list) else data
+    for step in steps if isinstance(steps, list) else [steps]:
+        if isinstance(step, dict) and step.get("object") == "thread.run.step" and step.get("status") in (
+                "failed", "cancelled", "expired"):
+            return _not_completed({"id": step.get("run_id"), "status": step["status"], "last_error": step.get("last_error")})
+    return None
+
+
+_STEPS_PATH = re.compile(r"/threads/([^/]+)/runs/([^/]+)/steps")
+
+
+def _unfinished_run_of_page(page: Any) -> str | None:
+    """For a page of steps from the SDK, how its run ended if it did not complete (asked through the page's
+    own client, as a run that failed before any step leaves an empty page that cannot say why)."""
+    try:
+        match = _STEPS_PATH.search(str(page._options.url))
+        if match is None:
+            return None
+        run = page._client.beta.threads.runs.retrieve(match.group(2), thread_id=match.group(1))
+    except Exception:  # not an SDK page, or the server is gone: there is nothing more to say
+        return None
+    return _not_completed(to_jsonable(run)) if run.status != "completed" else None
 
 
 def last_code(x: Any) -> str:

@@ -15,6 +15,10 @@ class NoCodeCallsError(TutorNBError):
     """The object given holds no code-interpreter calls."""
 
 
+class RunNotCompletedError(NoCodeCallsError):
+    """No code to read because the run did not complete; the message says how it ended and why."""
+
+
 class RuntimeStartError(TutorNBError):
     """The local runtime could not be started."""
 
