@@ -99,7 +99,7 @@ def _tnb_setup(cap, preload):
     # model code often picks a non-interactive backend (matplotlib.use("Agg")), under which figures are never
     # shown; after each cell, show what is still open and close it, as the inline backend does with its own
     import warnings
-    warnings.filterwarnings("ignore", message=r"FigureCanvas\w* is non-interactive, and thus cannot be shown")
+    warnings.filterwarnings("ignore", message=r"FigureCanvas\\w* is non-interactive, and thus cannot be shown")
     def show_open_figures(*_):
         pyplot = sys.modules.get("matplotlib.pyplot")
         if pyplot is None or not pyplot.get_fignums() or pyplot.get_backend() == {INLINE_BACKEND!r}:
