@@ -37,6 +37,10 @@ def test_walkthrough_command_runs_offline(tmp_path):
     assert "tool_calls (completed)" in out and "message_creation (completed)" in out
     assert "4181" in out and out.rstrip().endswith("(as Python values)")
     assert "match" in out.splitlines()[-1]
+    # the 20 numbers fill lines (not one a line), and the answer's math is text, not LaTeX
+    assert out.count("[0, 1, 1, 2, 3, 5, 8, 13, 21") >= 3
+    assert not [line for line in out.splitlines() if re.fullmatch(r"\s*\d+,", line)]
+    assert "\\[" not in out and "\\]" not in out and "    0, 1, 1, 2, 3, 5, 8" in out
 
 
 @pytest.mark.slow
