@@ -165,3 +165,51 @@ def test_scalars_show_as_text_only(ipython_shell, value):
     data, metadata = only_bundle(ipython_shell)
     assert data == {"text/plain": json.dumps(value, ensure_ascii=False)}
     assert metadata == {}
+
+
+# ----------------------------------------------------------------------------- show_message
+
+MESSAGE = {
+    "id": "msg_1", "object": "thread.message", "role": "assistant", "created_at": 0, "thread_id": "thread_1",
+    "status": "completed", "attachments": [], "metadata": {},
+    "content": [{"type": "text", "text": {
+        "value": "The roots are \\(x = 2\\) and \\(x = 3\\):\n\n\\[ x = \\frac{5 \\pm 1}{2} \\]\n\n[the table](sandbox:/mnt/data/roots.csv)",
+        "annotations": [{"type": "file_path", "text": "sandbox:/mnt/data/roots.csv", "start_index": 81, "end_index": 108,
+                         "file_path": {"file_id": "file-roots"}}]}}],
+}
+
+
+class _Files:
+    def content(self, file_id):
+        assert file_id == "file-roots"
+        return type("Body", (), {"read": lambda self: b"x\n2\n3\n"})()
+
+
+def test_show_message_renders_markdown_math_and_download_links(ipython_shell):
+    from openai.types.beta.threads import Message
+    from tutor_nb import show_message
+
+    assert MESSAGE["content"][0]["text"]["value"][81:108] == "sandbox:/mnt/data/roots.csv"
+    client = type("Client", (), {"files": _Files()})()
+    show_message(Message.model_validate(MESSAGE), client=client)
+    (output,) = ipython_shell.display_pub.outputs
+    html = output["data"]["text/html"]
+    assert "$x = 2$" in html and "$$ x = \\frac{5 \\pm 1}{2} $$" in html and "\\[" not in html
+    assert 'download="roots.csv"' in html and 'href="data:text/csv;base64,eAoyCjMK"' in html and ">the table</a>" in html
+    assert "x = (5 ± 1)/2" in output["data"]["text/plain"]
+
+
+def test_show_message_prints_plain_math_in_a_terminal(no_ipython, capsys):
+    from tutor_nb import show_message
+
+    show_message({"data": [MESSAGE]})  # a page, as messages.list returns it; no client: no file bytes
+    out = capsys.readouterr().out
+    assert "The roots are x = 2 and x = 3:" in out and "x = (5 ± 1)/2" in out
+    assert "\\(" not in out and "$" not in out
+
+
+def test_show_message_refuses_what_is_not_a_message():
+    from tutor_nb import show_message
+
+    with pytest.raises(TypeError, match="show_message needs a message"):
+        show_message([])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import socket
 import threading
 import time
@@ -176,8 +177,9 @@ def test_only_the_message_being_written_is_updated(monkeypatch):
     panel.wait(timeout=10)
     old_touched = [w for w in touched if id(w) in first_widgets]
     # the earlier turn's widgets are left alone; only panel chrome and the transcript list change
-    chrome = {id(panel._status), id(panel._send_button), id(panel._stop_button), id(panel._new_button), id(panel._messages)}
-    assert all(id(w) in chrome for w in old_touched), [type(w).__name__ for w in old_touched]
+    chrome = {id(panel._status), id(panel._send_button), id(panel._stop_button), id(panel._new_button), id(panel._messages),
+              id(panel._script)}  # _script: the scroll-to-the-new-turn script
+    assert all(id(w) in chrome for w in old_touched), [(type(w).__name__, w._dom_classes) for w in old_touched]
 
 
 def test_export_and_transcript_are_plain_data():
@@ -420,3 +422,147 @@ def test_interrupt_stops_a_blocking_send(slow_chat_runtime):
     assert time.monotonic() - started < 40
     assert panel.transcript[-1]["status"] == "cancelled"
     assert any("Stopped." in v for v in shown(panel))
+
+
+# ----------------------------------------------------------------------------- status, suggestions, export
+
+
+def _phases(monkeypatch) -> list[str]:
+    """Every status the panel passes through: sampled after each stream event is applied."""
+    from tutor_nb.panel.transcript import TurnBuilder
+
+    seen: list[str] = []
+    original = TurnBuilder.apply
+
+    def apply(builder, event):
+        original(builder, event)
+        phase = re.sub(r"\d+(\.\d+)?", "N", builder.turn.phase())
+        if not seen or seen[-1] != phase:
+            seen.append(phase)
+
+    monkeypatch.setattr(TurnBuilder, "apply", apply)
+    return seen
+
+
+def test_status_follows_a_recorded_code_turn(monkeypatch):
+    seen = _phases(monkeypatch)
+    panel = ChatPanel(client=object())
+    assert panel.status == "ready"
+    panel.play("q", ev.fibonacci_run("The answer.", "print(1 + 1)", "2\n"))
+    panel.wait(timeout=10)
+    assert seen == ["queued…", "thinking…", "writing code…", "running code (N s)", "reading output…",
+                    "writing the answer…", "done in N s, N tokens"]
+    assert panel.status.startswith("done in") and panel.status in panel._status.value
+    view = next(v for t in panel._views for v in t._items.values() if hasattr(v, "copy"))
+    assert view._title.startswith("Code · ran in ")
+
+
+def test_step_title_while_writing_and_running():
+    from tutor_nb.panel.transcript import QUIET_AFTER_CODE, Step
+    from tutor_nb.panel.views import step_title
+
+    step = Step("s", code="print(1)")
+    now = step.written
+    assert step_title(step, now) == "Code · writing…"
+    assert step_title(step, now + QUIET_AFTER_CODE / 2) == "Code · writing…"
+    # a server that never says "running": a pause after the code means it has run since then
+    assert step_title(step, now + 3) == "Code · running (3 s)…"
+    step.status, step.finished = "completed", now + 3.5
+    assert step_title(step, now + 10) == "Code · ran in 3.5 s"
+
+
+def test_export_embeds_charts_once_and_writes_files_when_asked(tmp_path):
+    png = b"\x89PNG\r\n\x1a\n" + b"chart-bytes"
+    panel = ChatPanel(client=object())
+    panel._conversation.files["file-chart"] = png
+    panel.play("plot", iter([
+        ev.event("thread.run.created", ev.run("queued")),
+        ev.event("thread.run.step.created", ev.code_step("in_progress", "", [])),
+        ev.code_delta("plt.show()"),
+        ev.event("thread.run.step.completed", ev.code_step("completed", "plt.show()", [{"type": "image", "image": {"file_id": "file-chart"}}])),
+        ev.event("thread.message.completed", {**ev.message("completed", [
+            {"type": "image_file", "image_file": {"file_id": "file-chart"}}, ev.text_block("Here it is.")])}),
+        ev.event("thread.run.completed", ev.run("completed")),
+    ]))
+    panel.wait(timeout=10)
+    md = panel.export()
+    data_uri = "![chart](data:image/png;base64," + base64.b64encode(png).decode() + ")"
+    assert md.count(data_uri) == 1 and "file-chart" not in md.replace(data_uri, "")
+    assert md.index("plt.show()") < md.index(data_uri) < md.index("Here it is.")
+    beside = panel.export(images=str(tmp_path / "transcript_files"))
+    assert "![chart](transcript_files/file-chart.png)" in beside
+    assert (tmp_path / "transcript_files" / "file-chart.png").read_bytes() == png
+    panel._export_button.click()
+    assert panel._export_links.value.count(render._LINK_STYLE) == 2
+    panel.new_thread()
+    assert panel._export_links.value == ""
+
+
+def test_unannotated_sandbox_link_gets_the_file_of_that_name():
+    class Files:
+        def list(self, purpose):
+            assert purpose == "assistants_output"
+            old = type("F", (), {"id": "file-old", "filename": "table.csv", "created_at": 1})
+            new = type("F", (), {"id": "file-new", "filename": "table.csv", "created_at": 2})
+            return type("Page", (), {"data": [new, old]})
+
+        def content(self, file_id):
+            return type("Body", (), {"read": lambda self: f"bytes of {file_id}".encode()})()
+
+    client = type("Client", (), {"files": Files(), "base_url": None})()
+    panel = ChatPanel(client=client, suggestions=None)
+    text = "Download [the table](sandbox:/mnt/data/table.csv), or [the notes](sandbox:/mnt/data/gone.txt)"
+    panel.play("table", iter([
+        ev.event("thread.run.created", ev.run("queued")),
+        ev.event("thread.message.completed", ev.message("completed", [ev.text_block(text)])),
+        ev.event("thread.run.completed", ev.run("completed")),
+    ]))
+    panel.wait(timeout=10)
+    (answer,) = shown(panel, W.HTMLMath)
+    expected = base64.b64encode(b"bytes of file-new").decode()
+    assert f'download="table.csv" style="{render._LINK_STYLE}" href="data:text/csv;base64,{expected}">the table</a>' in answer
+    assert "This file stayed in the sandbox" in answer and 'href="#"' not in answer
+
+
+def test_plain_text_math_for_terminals():
+    text = "Roots: \\(x = 2\\) and $x = 3$.\n\n\\[ x = \\frac{5 \\pm \\sqrt{b^2 - 4ac}}{2a} \\]\n\ncosts $5 and $10, `a_1`"
+    out = render.plain_text(text)
+    assert "x = 2" in out and "x = 3" in out and "x = (5 ± √(b² - 4ac))/(2a)" in out
+    assert "costs $5 and $10" in out and "`a_1`" in out and "\\" not in out
+
+
+@pytest.mark.slow
+def test_suggestions_on_replay_and_a_suggestion_answered(replay_runtime):
+    panel = ChatPanel(client=replay_runtime.client())
+    assert len(panel.suggestions) >= 15
+    assert "Use code to divide 10 by each number in 5, 2, 0, 1" in panel.suggestions
+    chips = [w for w in walk(panel._chips) if isinstance(w, W.Button) and "tnb-chip" in w._dom_classes]
+    assert chips and [c.description for c in chips] == panel.suggestions[: len(chips)]
+    chips[0].click()
+    entry = panel.wait(timeout=120)
+    assert entry["status"] == "completed", entry.get("error")
+    assert panel.transcript[0]["text"] == panel.suggestions[0]
+    assert entry["steps"] and entry["text"]
+    assert not ChatPanel(client=openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key="x")).suggestions
+
+
+@pytest.mark.slow
+def test_traceback_question_shows_the_error_then_the_fix(replay_runtime):
+    panel = ChatPanel(client=replay_runtime.client())
+    panel.send("Use code to divide 10 by each number in 5, 2, 0, 1")
+    entry = panel.wait(timeout=120)
+    assert entry["status"] == "completed", entry.get("error")
+    first, second = entry["steps"]
+    assert "ZeroDivisionError" in first["logs"] and "10 / 0: undefined" in second["logs"]
+
+
+@pytest.mark.slow
+def test_unmatched_question_gets_one_short_line(replay_runtime):
+    panel = ChatPanel(client=replay_runtime.client())
+    panel.send("Tell me a joke about integrals")
+    entry = panel.wait(timeout=120)
+    assert entry["status"] == "failed"
+    (notice,) = [v for v in shown(panel) if "tnb-error" in v]
+    line = notice.split("<details", 1)[0]
+    assert "No recorded answer for this question offline: try one of the suggestions, or connect a model." in line
+    assert "Offline, the built-in cassettes answer" not in line and "No recorded turn" in notice

@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS = {
     "show_json": "tutor_nb.display",
+    "show_message": "tutor_nb.display",
     "load_api_key": "tutor_nb.keys",
     "mask_key": "tutor_nb.keys",
     "describe_api_key": "tutor_nb.keys",
@@ -53,7 +54,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from .calls import CodeCall, code_calls, last_code
     from .client import connect
-    from .display import show_json
+    from .display import show_json, show_message
     from .errors import MissingAPIKeyError, NoCodeCallsError, RunNotCompletedError, RuntimeStartError, TutorNBError
     from .keys import load_api_key, mask_key
     from .panel import ChatPanel

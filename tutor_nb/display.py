@@ -139,3 +139,91 @@ def show_json(obj: Any, *, expanded: bool = False) -> None:
     except Exception:
         pass
     print(bundle["text/plain"])
+
+
+# -- show_message ------------------------------------------------------------------------
+
+
+def _message_parts(obj: Any) -> list[dict]:
+    """Assistant messages (or a page of them, a Response, plain text) as text parts.
+
+    Each part: ``{"role", "text", "links": [(start, end, file_id, text)], "images": [file_id]}``.
+    """
+    if isinstance(obj, str):
+        return [{"role": "assistant", "text": obj, "links": [], "images": []}]
+    data = to_jsonable(obj)
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        data = data["data"]
+    if isinstance(data, dict) and isinstance(data.get("output"), list):  # a Responses API response
+        data = [item for item in data["output"] if isinstance(item, dict) and item.get("type") == "message"]
+    items = data if isinstance(data, list) else [data]
+    parts = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        content = item.get("content")
+        content = [{"type": "text", "text": {"value": content}}] if isinstance(content, str) else content or []
+        part = {"role": item.get("role", "assistant"), "text": "", "links": [], "images": []}
+        for block in content:
+            kind = block.get("type")
+            if kind == "image_file":
+                part["images"].append(block["image_file"]["file_id"])
+            elif kind in ("text", "output_text"):
+                text = block["text"] if kind == "text" else {"value": block.get("text", ""), "annotations": block.get("annotations", [])}
+                offset = len(part["text"]) + (2 if part["text"] else 0)
+                part["text"] += ("\n\n" if part["text"] else "") + (text.get("value") or "")
+                for note in text.get("annotations") or []:
+                    file_id = (note.get("file_path") or {}).get("file_id") or note.get("file_id")
+                    if note.get("type") in ("file_path", "container_file_citation") and file_id and note.get("text"):
+                        start = note.get("start_index", 0)
+                        part["links"].append((offset + start, offset + note.get("end_index", start), file_id, note["text"]))
+        parts.append(part)
+    if not parts:
+        raise TypeError(f"show_message needs a message, a page or list of messages, a Response or text, not {type(obj).__name__}.")
+    return parts
+
+
+def _fetch(client: Any, file_id: str) -> bytes | None:
+    if client is None:
+        return None
+    try:
+        return client.files.content(file_id).read()
+    except Exception:  # shown as a link that says it could not be fetched
+        return None
+
+
+def message_bundle(obj: Any, client: Any = None) -> dict[str, str]:
+    """``text/html`` (Markdown, math for MathJax, files as download links) and ``text/plain``."""
+    from .panel import render
+
+    htmls, texts = [], []
+    for part in _message_parts(obj):
+        links, spans = [], []
+        for start, end, file_id, text in part["links"]:
+            data = _fetch(client, file_id)
+            fits = data is not None and len(data) <= render.MAX_EMBED_BYTES
+            links.append(render.FileLink(text.rsplit("/", 1)[-1] or file_id, data if fits else None))
+            spans.append((start, end))
+        body = render.markdown_html(render.links_markdown(part["text"], spans), links)
+        images = [render.image_html(data) for data in (_fetch(client, fid) for fid in part["images"]) if data]
+        who = "" if len(texts) == 0 and part["role"] == "assistant" else render.role_html(part["role"].title())
+        htmls.append(f'<div class="tnb-message">{who}{"".join(images)}{body}</div>')
+        texts.append(("" if not who else f"[{part['role']}]\n") + render.plain_text(part["text"]))
+    return {"text/html": "\n".join(htmls), "text/plain": "\n\n".join(texts)}
+
+
+def show_message(obj: Any, *, client: Any = None) -> None:
+    """Show an answer as the chat panel does: Markdown, typeset math, files as download links.
+
+    ``obj``: a Message, a page or list of them, a Responses API response, or Markdown text.
+    With ``client``, files the answer links to (``sandbox:/mnt/data/...``) and its images are
+    fetched so they download and show. In a terminal, the text is printed with math as plain
+    text (``x = (5 ± 1)/2``).
+    """
+    bundle = message_bundle(obj, client)
+    if current_shell() is not None:
+        from IPython.display import display
+
+        display(bundle, raw=True)
+        return
+    print(bundle["text/plain"])

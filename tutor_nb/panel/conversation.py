@@ -66,6 +66,8 @@ class Conversation:
         self.model = model
         self.turns: list[Turn] = []
         self.files: dict[str, bytes | None] = {}
+        #: file name -> id, of files this panel's answers linked (for links given without one)
+        self.names: dict[str, str] = {}
         self.lock = threading.RLock()
         self._on_change = on_change
         self._worker: threading.Thread | None = None
@@ -179,7 +181,16 @@ class Conversation:
         for event in events:
             with self.lock:
                 builder.apply(event)
+                unresolved, builder.unresolved = builder.unresolved, []
+            if unresolved:
+                self._resolve(turn, unresolved)
+            with self.lock:
                 wanted, builder.wanted_files = builder.wanted_files, []
+                for item in turn.items:
+                    for part in getattr(item, "parts", {}).values():
+                        for note in getattr(part, "annotations", []):
+                            if note.file_id:
+                                self.names.setdefault(note.filename, note.file_id)
             if self._stop_requested:
                 self._send_cancel()
             if wanted:
@@ -188,6 +199,34 @@ class Conversation:
         if turn.status == "requires_action":  # nobody here can answer a function call
             self._stop_requested = True
             self._send_cancel()
+
+    def _resolve(self, turn: Turn, unresolved: list) -> None:
+        """Give sandbox links without an annotation the file of that name (newest first)."""
+        listed: dict[str, str] | None = None
+        for part, note in unresolved:
+            file_id = self.names.get(note.filename)
+            if file_id is None:
+                if listed is None:
+                    listed = self._output_files()
+                file_id = listed.get(note.filename)
+            if file_id is None:
+                continue
+            note.file_id = file_id
+            with self.lock:
+                part.annotations.append(note)
+                turn.version += 1
+            self._fetch(turn, [file_id])
+
+    def _output_files(self) -> dict[str, str]:
+        """Files code wrote in the sandbox (the newest of each name), as the server lists them."""
+        found: dict[str, str] = {}
+        try:
+            page = self.client.files.list(purpose="assistants_output")
+            for file in sorted(page.data, key=lambda f: f.created_at):
+                found[file.filename] = file.id
+        except Exception:  # not listed: the link stays a plain name
+            pass
+        return found
 
     def _fetch(self, turn: Turn, file_ids: list[str]) -> None:
         for file_id in dict.fromkeys(file_ids):

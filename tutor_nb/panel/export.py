@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
 
 from ..errors import ExportFormatError
+from . import render
+
+FileBytes = Mapping[str, Optional[bytes]]
 
 
 def _fence(text: str, lang: str = "") -> str:
@@ -15,21 +19,43 @@ def _fence(text: str, lang: str = "") -> str:
     return f"{ticks}{lang}\n{text.rstrip()}\n{ticks}"
 
 
-def to_markdown(transcript: list[dict[str, Any]]) -> str:
+def _image_writer(files: FileBytes, folder: str | None) -> Callable[[str], str]:
+    """file id -> a Markdown image: a data URI, or a PNG written into ``folder``."""
+
+    def image(file_id: str) -> str:
+        data = files.get(file_id)
+        if not data:
+            return f"(image `{file_id}`: not downloaded)"
+        if folder is None:
+            return f"![chart]({render.image_url(data)})"
+        name = f"{file_id}.{render.image_kind(data).replace('jpeg', 'jpg')}"
+        target = Path(folder)
+        target.mkdir(parents=True, exist_ok=True)
+        (target / name).write_bytes(data)
+        return f"![chart]({target.name}/{name})"
+
+    return image
+
+
+def to_markdown(transcript: list[dict[str, Any]], files: FileBytes | None = None, images: str | None = None) -> str:
+    """Questions, code, logs, charts and answers in order; a chart shown under its code once."""
+    image = _image_writer(files or {}, images)
     out: list[str] = []
     for turn in transcript:
         if turn["role"] == "user":
             out.append(f"**You:**\n\n{turn['text']}")
             continue
         out.append("**Assistant:**")
+        shown: set[str] = set()
         for number, step in enumerate(turn["steps"], 1):
             out.append(f"Code step {number}:\n\n{_fence(step['code'], 'python')}")
             if step["logs"]:
                 out.append(f"Output:\n\n{_fence(step['logs'], 'text')}")
-            out.extend(f"(image: file `{fid}`)" for fid in step["image_file_ids"])
+            out.extend(image(fid) for fid in step["image_file_ids"] if fid not in shown)
+            shown.update(step["image_file_ids"])
         if turn["text"]:
             out.append(turn["text"])
-        out.extend(f"(image: file `{fid}`)" for fid in turn.get("image_file_ids", []))
+        out.extend(image(fid) for fid in turn.get("image_file_ids", []) if fid not in shown)
         if turn.get("error"):
             out.append(f"> Run {turn['status']}: {turn['error']}")
         elif turn["status"] != "completed":
@@ -37,10 +63,9 @@ def to_markdown(transcript: list[dict[str, Any]]) -> str:
     return "\n\n".join(out) + "\n"
 
 
-def export(transcript: list[dict[str, Any]], fmt: str) -> str:
+def export(transcript: list[dict[str, Any]], fmt: str, files: FileBytes | None = None, images: str | None = None) -> str:
     if fmt == "markdown":
-        return to_markdown(transcript)
+        return to_markdown(transcript, files, images)
     if fmt == "json":
         return json.dumps(transcript, ensure_ascii=False, indent=2)
     raise ExportFormatError(f"Unknown export format {fmt!r}: use 'markdown' or 'json'.")
-

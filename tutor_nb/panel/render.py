@@ -35,6 +35,7 @@ _URL_ATTR = re.compile(r'\b(href|src)="([^"]*)"')
 _SAFE_URL = re.compile(r"^(https?:|mailto:|#)", re.I)
 _TOKEN = "\x00{}\x00"
 _LINK_STYLE = "color:#0969da; text-decoration:underline"
+_NOT_ATTACHED = "This file stayed in the sandbox: the server attached no copy of it to the answer."
 
 
 def _split_code(text: str) -> list[tuple[bool, str]]:
@@ -128,6 +129,8 @@ def _sanitize_urls(body: str, links: list[FileLink]) -> str:
             return f'download="{html.escape(link.filename)}" style="{_LINK_STYLE}"{title} {attr}="{link.url()}"'
         if _SAFE_URL.match(html.unescape(url)):
             return match.group(0)
+        if attr == "href" and url.startswith("sandbox:"):
+            return f'title="{_NOT_ATTACHED}" style="color:#777; text-decoration:underline dotted"'
         return f'{attr}="#"'
 
     return _URL_ATTR.sub(fix, body)
@@ -166,8 +169,19 @@ def user_html(text: str) -> str:
     return f'<div class="tnb-user" style="white-space:pre-wrap">{html.escape(text)}</div>'
 
 
-def error_html(message: str) -> str:
-    return f'<div class="tnb-error" style="color:#a00; white-space:pre-wrap">⚠ {html.escape(message)}</div>'
+def error_html(message: str, details: str | None = None) -> str:
+    """A problem in one line; ``details`` (the full error) folded away under it."""
+    folded = ""
+    if details:
+        folded = (f'<details style="color:#555; font-size:12px"><summary>details</summary>'
+                  f'<div style="white-space:pre-wrap">{html.escape(details)}</div></details>')
+    return f'<div class="tnb-error" style="color:#a00; white-space:pre-wrap">⚠ {html.escape(message)}{folded}</div>'
+
+
+def download_link(filename: str, url: str, title: str = "") -> str:
+    """A link that downloads ``url`` as ``filename``, styled as a link in every front end."""
+    extra = f' title="{html.escape(title)}"' if title else ""
+    return f'<a download="{html.escape(filename)}" style="{_LINK_STYLE}"{extra} href="{html.escape(url)}">{html.escape(filename)}</a>'
 
 
 def links_markdown(text: str, spans: list[tuple[int, int]]) -> str:
@@ -199,3 +213,63 @@ def role_html(who: str) -> str:
 def status_html(text: str, busy: bool) -> str:
     mark = "⏳ " if busy else ""
     return f'<span class="tnb-status" style="font-size:12px; color:#555">{mark}{html.escape(text)}</span>'
+
+
+# -- plain text (a terminal) --------------------------------------------------------------
+
+_LATEX_SYMBOLS = {
+    "pm": "±", "mp": "∓", "times": "×", "cdot": "·", "div": "÷", "le": "≤", "leq": "≤", "ge": "≥",
+    "geq": "≥", "ne": "≠", "neq": "≠", "approx": "≈", "infty": "∞", "to": "→", "rightarrow": "→",
+    "Rightarrow": "⇒", "in": "∈", "sum": "Σ", "prod": "Π", "int": "∫", "sqrt": "√", "pi": "π",
+    "alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "Delta": "Δ", "theta": "θ", "lambda": "λ",
+    "mu": "μ", "sigma": "σ", "Sigma": "Σ", "bar": "", "ldots": "…", "dots": "…", "cdots": "⋯",
+    "quad": "  ", "qquad": "    ", ",": " ", ";": " ", "!": "", "left": "", "right": "", "displaystyle": "",
+}
+_SUPERSCRIPT = str.maketrans("0123456789+-()n", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁽⁾ⁿ")
+_FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
+_SQRT = re.compile(r"\\sqrt\s*\{([^{}]*)\}")
+_TEXT = re.compile(r"\\(?:text|mathrm|mathbf|operatorname)\s*\{([^{}]*)\}")
+_POWER = re.compile(r"\^\{([0-9+\-n()]+)\}|\^([0-9n])")
+_COMMAND = re.compile(r"\\([A-Za-z]+|[,;!])")
+
+
+def _group(text: str) -> str:
+    return text if re.fullmatch(r"[0-9.]+|[A-Za-z]", text) else f"({text})"
+
+
+def math_text(latex: str) -> str:
+    """LaTeX as readable plain text: ``\\frac{-b \\pm 1}{2}`` -> ``(-b ± 1)/2``, ``x^2`` -> ``x²``."""
+    text = latex
+    for _ in range(3):  # nested fractions and roots, innermost first
+        text = _FRAC.sub(lambda m: f"{_group(m.group(1).strip())}/{_group(m.group(2).strip())}", text)
+        text = _SQRT.sub(lambda m: f"√{_group(m.group(1).strip())}", text)
+    text = _TEXT.sub(lambda m: m.group(1), text)
+    text = _POWER.sub(lambda m: (m.group(1) or m.group(2)).translate(_SUPERSCRIPT), text)
+    text = _COMMAND.sub(lambda m: _LATEX_SYMBOLS.get(m.group(1), m.group(1)), text)
+    text = text.replace("{", "").replace("}", "").replace("\\\\", "\n")
+    return re.sub(r"[ \t]+", " ", text).strip()
+
+
+def plain_text(text: str) -> str:
+    """An answer for a terminal: Markdown left as written, math turned into plain text."""
+    out = []
+    for is_code, chunk in _split_code(convert_math_delimiters(text)):
+        if not is_code:
+            chunk = _DISPLAY_DOLLARS.sub(lambda m: "\n    " + math_text(m.group(1)) + "\n", chunk)
+            chunk = _INLINE_DOLLARS.sub(lambda m: math_text(m.group(1)), chunk)
+        out.append(chunk)
+    return re.sub(r"\n{3,}", "\n\n", "".join(out)).strip()
+
+
+def image_kind(data: bytes) -> str:
+    """``png``, ``jpeg`` or ``gif``, from the bytes (code interpreter images are PNG)."""
+    return "jpeg" if data[:3] == b"\xff\xd8\xff" else "gif" if data[:4] == b"GIF8" else "png"
+
+
+def image_url(data: bytes) -> str:
+    return f"data:image/{image_kind(data)};base64,{base64.b64encode(data).decode()}"
+
+
+def image_html(data: bytes) -> str:
+    """An image inline, as a data URL."""
+    return f'<img style="max-width:min(100%, 480px)" src="{image_url(data)}">'

@@ -7,9 +7,17 @@ and the view layer later reads the result. Every change bumps the changed item's
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Union
+
+#: Seconds without a new piece of code after which a step whose server sent no "running"
+#: signal is taken to be running.
+QUIET_AFTER_CODE = 1.0
+
+#: A file the model points to in its text (``sandbox:/mnt/data/table.csv``).
+SANDBOX_LINK = re.compile(r"sandbox:/mnt/data/[^\s)\]\"'<>]+")
 
 #: Run states after which nothing more will arrive.
 TERMINAL = {"completed", "failed", "cancelled", "expired", "incomplete", "error"}
@@ -25,8 +33,24 @@ class Step:
     outputs: dict[int, tuple[str, str]] = field(default_factory=dict)
     status: str = "in_progress"
     started: float = field(default_factory=time.monotonic)
+    #: when the code began to run (None while it is still being written)
+    running_since: float | None = None
+    #: when the last piece of code arrived
+    written: float = field(default_factory=time.monotonic)
     finished: float | None = None
     version: int = 0
+
+    def phase(self, now: float) -> str:
+        """``writing``, ``running`` or the step's final status."""
+        if self.status != "in_progress":
+            return self.status
+        if self.running_since is None and self.code and now - self.written >= QUIET_AFTER_CODE:
+            # servers that send no "running" signal (OpenAI's): a pause after the code means it runs
+            self.running_since = self.written
+        return "running" if self.running_since is not None else "writing"
+
+    def ran_for(self, now: float) -> float:
+        return (self.finished or now) - (self.running_since or self.started)
 
     @property
     def logs(self) -> str:
@@ -150,7 +174,7 @@ class Turn:
         """One line for the status bar: what the run is doing right now."""
         now = time.monotonic() if now is None else now
         if self.status == "queued":
-            return "queued"
+            return "queued…"
         if self.status == "completed":
             seconds = (self.ended or now) - self.started
             tokens = f", {self.usage['total_tokens']} tokens" if self.usage else ""
@@ -159,15 +183,21 @@ class Turn:
             return {"cancelled": "stopped", "expired": "expired"}.get(self.status, self.status)
         if self.status == "cancelling":
             return "stopping…"
-        running = [s for s in self.steps if s.status == "in_progress"]
-        if running:
-            step = running[-1]
-            if step.outputs or not step.code:
-                return f"running code ({now - step.started:.0f} s)"
-            return f"writing code… running code ({now - step.started:.0f} s)"
-        if self.items and isinstance(self.items[-1], Answer):
-            return "writing the answer"
-        return "thinking"
+        if self.status == "requires_action":
+            return "waiting for a function result"
+        # an answer with no text yet is the model still reading what came before it
+        shown = [item for item in self.items if not isinstance(item, Notice) and not (isinstance(item, Answer) and not item.text)]
+        last = shown[-1] if shown else None
+        if isinstance(last, Step):
+            phase = last.phase(now)
+            if phase == "writing":
+                return "writing code…"
+            if phase == "running":
+                return f"running code ({last.ran_for(now):.0f} s)"
+            return "reading output…"
+        if isinstance(last, Answer) and last.text:
+            return "writing the answer…"
+        return "thinking…"
 
 
 def _bump(item: Any) -> None:
@@ -181,6 +211,8 @@ class TurnBuilder:
         self.turn = turn
         #: file ids whose bytes the view needs (images, download links), not yet fetched
         self.wanted_files: list[str] = []
+        #: sandbox links with no annotation: (text part, annotation to fill with a file id)
+        self.unresolved: list[tuple[TextPart, Annotation]] = []
 
     def apply(self, event: Any) -> None:
         name = getattr(event, "event", "")
@@ -253,8 +285,13 @@ class TurnBuilder:
                 if call.type != "code_interpreter" or call.code_interpreter is None:
                     continue
                 step = self._step_item(data.id, call.index)
-                step.code += call.code_interpreter.input or ""
-                for out in call.code_interpreter.outputs or []:
+                if call.code_interpreter.input:
+                    step.code += call.code_interpreter.input
+                    step.written = time.monotonic()
+                outputs = call.code_interpreter.outputs
+                if outputs is not None and step.running_since is None and step.code:
+                    step.running_since = time.monotonic()  # the first output (or live log) delta
+                for out in outputs or []:
                     self._output(step, out.index, out)
                 _bump(step)
             return
@@ -264,13 +301,21 @@ class TurnBuilder:
             if call.type != "code_interpreter":
                 continue
             step = self._step_item(data.id, index)
-            if name == "thread.run.step.created":
+            if name in ("thread.run.step.created", "thread.run.step.in_progress"):
+                if name.endswith("in_progress") and call.code_interpreter.input and step.running_since is None:
+                    # tutor_nb's runtime repeats in_progress, with the code, when it starts running it
+                    step.code = call.code_interpreter.input
+                    step.running_since = time.monotonic()
+                    _bump(step)
                 continue
-            # A finished step carries the full code and outputs: trust it over the deltas.
+            # A finished step carries the full code and outputs: trust it over the deltas, except
+            # that a stopped step which carries no outputs keeps what it printed live.
             step.code = call.code_interpreter.input or step.code
-            step.outputs = {}
-            for out_index, out in enumerate(call.code_interpreter.outputs or []):
-                self._output(step, out_index, out)
+            finals = call.code_interpreter.outputs or []
+            if finals or data.status == "completed":
+                step.outputs = {}
+                for out_index, out in enumerate(finals):
+                    self._output(step, out_index, out)
             step.status = data.status
             step.finished = time.monotonic()
             self.wanted_files.extend(step.image_file_ids)
@@ -285,6 +330,15 @@ class TurnBuilder:
             step.outputs[index] = ("image", out.image.file_id)
 
     # -- assistant messages --------------------------------------------------
+    def _unannotated(self, part: TextPart) -> None:
+        """Sandbox links the server left without a file annotation (a file of an earlier run)."""
+        taken = [(note.start, note.end) for note in part.annotations]
+        for match in SANDBOX_LINK.finditer(part.text):
+            if any(start < match.end() and match.start() < end for start, end in taken):
+                continue
+            note = Annotation(match.start(), match.end(), "", match.group(0))
+            self.unresolved.append((part, note))
+
     def _answer(self, message_id: str) -> Answer:
         item = self.turn.find(message_id)
         if item is None:
@@ -318,8 +372,9 @@ class TurnBuilder:
                         for a in block.text.annotations
                         if a.type == "file_path"
                     ]
-                    answer.parts[index] = TextPart(block.text.value, notes)
+                    part = answer.parts[index] = TextPart(block.text.value, notes)
                     self.wanted_files.extend(a.file_id for a in notes)
+                    self._unannotated(part)
                 elif block.type == "image_file":
                     answer.parts[index] = ImagePart(block.image_file.file_id)
                     self.wanted_files.append(block.image_file.file_id)

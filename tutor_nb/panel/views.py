@@ -7,19 +7,20 @@ message per changed trait). Core widgets only: HTML, HTMLMath, Image, Button, Ac
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Callable, Mapping, Optional
 
 import ipywidgets as W
 
-from . import render
+from . import offline, render
 from .transcript import Answer, ImagePart, Notice, Step, TextPart, Turn
 
 FileBytes = Mapping[str, Optional[bytes]]
 
 
 def image_widget(data: bytes) -> W.Image:
-    kind = "jpeg" if data[:3] == b"\xff\xd8\xff" else "gif" if data[:4] == b"GIF8" else "png"
-    return W.Image(value=data, format=kind, layout=W.Layout(max_width="min(100%, 420px)", height="auto"))
+    return W.Image(value=data, format=render.image_kind(data), layout=W.Layout(max_width="min(100%, 420px)", height="auto"))
 
 
 def _set(widget: W.Widget, value: str) -> None:
@@ -37,14 +38,25 @@ class StepView:
         self.logs = W.HTML()
         self.images = W.VBox()
         self.result = W.HTML()
-        #: catches what "Run here" and "Copy to cell" print or display (lost in a callback otherwise)
-        self.output = W.Output()
+        #: where "Copy to cell" puts the script that asks the page for a new cell
+        self.output = W.Output(layout=W.Layout(display="none"))
+        #: where that script types what it did (see tutor_nb.panel.frontend)
+        self.report = W.Text(layout=W.Layout(display="none"))
+        self.report.add_class("tnb-report")
+        #: catches what "Run here" prints or displays (lost in a callback otherwise)
+        self.run_output = W.Output()
+        #: what the last "Copy to cell" did: inserted, unverified, copied, failed (None: not told yet)
+        self.copied: str | None = None
+        self.reporting = False
+        self.token = f"tnb-step-{uuid.uuid4().hex[:12]}"
         self._image_ids: list[str] = []
         self.run_here = W.Button(description="Run here", icon="play", tooltip="Run this code in this notebook's kernel and compare")
-        self.copy = W.Button(description="Copy to cell", icon="copy", tooltip="Put this code in a new cell")
+        self.copy = W.Button(description="Copy to cell", icon="copy", tooltip="Put this code in a new cell below the panel")
         self.run_here.on_click(lambda _: on_run_here(self.step, self))
         self.copy.on_click(lambda _: on_copy(self.step, self))
-        body = W.VBox([self.code, self.logs, self.images, W.HBox([self.run_here, self.copy]), self.result, self.output])
+        body = W.VBox([self.code, self.logs, self.images, W.HBox([self.run_here, self.copy]), self.result,
+                       self.run_output, self.output, self.report])
+        body.add_class(self.token)
         self.widget = W.Accordion(children=[body], selected_index=0)
         self._title = ""
 
@@ -59,17 +71,27 @@ class StepView:
             self.images.children = [image_widget(files[fid]) for fid in ready]  # type: ignore[arg-type]
         self._set_title(step)
 
+    def tick(self) -> None:
+        if self.step.status == "in_progress":
+            self._set_title(self.step)
+
     def _set_title(self, step: Step) -> None:
-        if step.status == "in_progress":
-            title = "Code · running…" if step.code else "Code · writing…"
-        elif step.status == "completed":
-            took = f" in {step.finished - step.started:.1f} s" if step.finished else ""
-            title = f"Code · ran{took}"
-        else:
-            title = f"Code · {step.status}"
+        title = step_title(step, time.monotonic())
         if title != self._title:
             self._title = title
             self.widget.set_title(0, title)
+
+
+def step_title(step: Step, now: float) -> str:
+    """The code block's title, following the step: writing, running, ran (or how it ended)."""
+    phase = step.phase(now)
+    if phase == "writing":
+        return "Code · writing…"
+    if phase == "running":
+        return f"Code · running ({step.ran_for(now):.0f} s)…"
+    if phase == "completed":
+        return f"Code · ran in {step.ran_for(now):.1f} s"
+    return f"Code · {phase}"
 
 
 class AnswerView:
@@ -120,7 +142,10 @@ class NoticeView:
 
     def update(self, notice: Notice, files: FileBytes) -> None:
         self.version = notice.version
-        _set(self.widget, render.error_html(notice.text) if notice.error else render.note_html(notice.text))
+        if offline.is_unmatched(notice.text):
+            _set(self.widget, render.error_html(offline.UNMATCHED_LINE, details=notice.text))
+        else:
+            _set(self.widget, render.error_html(notice.text) if notice.error else render.note_html(notice.text))
 
 
 class TurnView:
@@ -162,6 +187,12 @@ class TurnView:
                     view.update(item, files)  # type: ignore[attr-defined]
         if added:
             self.body.children = [self._items[item.key].widget for item in turn.items]  # type: ignore[attr-defined]
+
+    def tick(self) -> None:
+        """Refresh what changes with time alone (a running step's elapsed seconds)."""
+        for view in self._items.values():
+            if isinstance(view, StepView):
+                view.tick()
 
     def widgets(self) -> list[W.Widget]:
         """Every widget of this turn (to re-send their state in one go, see ChatPanel.wait)."""

@@ -17,18 +17,21 @@ from __future__ import annotations
 import base64
 import sys
 import threading
+import uuid
 from typing import Any, Iterable, Literal
 
 import ipywidgets as W
 
 from ..errors import PanelTimeoutError
-from . import export, render
+from . import export, frontend, offline, render
 from .conversation import Conversation
 from .stream import Coalescer, Pump
 from .transcript import Step, Turn
 from .views import StepView, TurnView
 
 Updates = Literal["auto", "thread", "blocking"]
+#: How many suggested questions show at once ("other questions" shows the next ones).
+CHIPS_SHOWN = 4
 
 
 def _default_updates() -> str:
@@ -42,6 +45,8 @@ class ChatPanel:
     dict of ``assistants.create`` parameters (default: a math tutor with code_interpreter);
     ``thread`` is an id or a Thread (default: a new one on the first message). ``updates``
     picks how streamed changes reach the page (see :mod:`tutor_nb.panel.stream`).
+    ``suggestions`` are questions offered as buttons under the input; ``"auto"`` offers the
+    recorded questions when the client talks to a local replay runtime (none otherwise).
     """
 
     def __init__(
@@ -54,6 +59,7 @@ class ChatPanel:
         updates: Updates = "auto",
         height: str = "420px",
         interval: float = 0.05,
+        suggestions: Iterable[str] | Literal["auto"] | None = "auto",
     ) -> None:
         self.updates = _default_updates() if updates == "auto" else updates
         self._conversation = Conversation(client, assistant, thread, model=model, on_change=self._changed)
@@ -61,6 +67,7 @@ class ChatPanel:
         self._pump = Pump(self._coalescer, busy=lambda: self._conversation.running)
         self._views: list[TurnView] = []
         self._shown: list[Turn] = []
+        self._suggestions = None if suggestions == "auto" else list(suggestions or [])
         self._build(height)
 
     # -- layout ----------------------------------------------------------------
@@ -94,8 +101,20 @@ class ChatPanel:
         self._new_button.on_click(lambda _: self._on_new_thread())
         self._export_button.on_click(lambda _: self._on_export())
         buttons = W.HBox([self._send_button, self._stop_button, self._new_button, self._export_button, self._export_links])
-        self.widget = W.VBox([self._scroller, self._status, self._input, buttons], layout=W.Layout(width="100%"))
+        self._chips = W.Box(layout=W.Layout(display="flex", flex_flow="row wrap", width="100%"))
+        self._chips.add_class("tnb-suggestions")
+        self._more = W.Button(description="other questions", icon="refresh", layout=W.Layout(width="auto"),
+                              tooltip="Show other recorded questions")
+        self._more.on_click(lambda _: self._show_chips(self._chip_start + CHIPS_SHOWN))
+        self._chip_start = 0
+        #: where the panel puts scripts for the page (scrolling to a new turn)
+        self._script = W.Output(layout=W.Layout(display="none"))
+        self.token = f"tnb-panel-{uuid.uuid4().hex[:12]}"
+        self.widget = W.VBox([self._scroller, self._status, self._input, self._chips, buttons, self._script],
+                             layout=W.Layout(width="100%"))
         self.widget.add_class("tnb-chat-panel")
+        self.widget.add_class(self.token)
+        self._show_chips()
 
     # -- scripting API -------------------------------------------------------------
     def send(self, text: str) -> None:
@@ -108,6 +127,7 @@ class ChatPanel:
 
     def _start(self, text: str, events: Iterable[Any] | None, pump_in_background: bool) -> None:
         self._conversation.start(text, events=events)
+        self._script.outputs = (frontend.scroll_to_newest_output(self.token),)
         if pump_in_background:
             threading.Thread(target=self._pump.run, name="tutor_nb-flush", daemon=True).start()
 
@@ -132,7 +152,22 @@ class ChatPanel:
     def new_thread(self) -> None:
         """Start over: a new thread on the next message, and an empty transcript."""
         self._conversation.new_thread()
+        self._export_links.value = ""
         self._coalescer.flush()
+
+    @property
+    def status(self) -> str:
+        """The status line's text: ``writing code…``, ``running code (3 s)``, ``done in 2.1 s, 310 tokens``…"""
+        with self._conversation.lock:
+            turns = self._conversation.turns
+            return turns[-1].phase() if turns and turns[-1].role == "assistant" else "ready"
+
+    @property
+    def suggestions(self) -> list[str]:
+        """The questions offered as buttons under the input (offline: the recorded ones)."""
+        if self._suggestions is None:
+            self._suggestions = offline.replay_questions(self.client)
+        return list(self._suggestions)
 
     @property
     def transcript(self) -> list[dict[str, Any]]:
@@ -140,9 +175,15 @@ class ChatPanel:
         with self._conversation.lock:
             return [turn.to_dict() for turn in self._conversation.turns]
 
-    def export(self, fmt: Literal["markdown", "json"] = "markdown") -> str:
-        """The transcript as Markdown (readable) or JSON (complete)."""
-        return export.export(self.transcript, fmt)
+    def export(self, fmt: Literal["markdown", "json"] = "markdown", *, images: str | None = None) -> str:
+        """The transcript as Markdown (readable) or JSON (complete).
+
+        Markdown embeds charts as data URIs; with ``images="some/folder"`` it writes them there
+        as PNG files instead and links them by relative path.
+        """
+        with self._conversation.lock:
+            files = dict(self._conversation.files)
+        return export.export(self.transcript, fmt, files=files, images=images)
 
     @property
     def client(self) -> Any:
@@ -162,8 +203,8 @@ class ChatPanel:
         return self._coalescer.flushes
 
     # -- callbacks -------------------------------------------------------------------
-    def _on_send(self) -> None:
-        text = self._input.value.strip()
+    def _on_send(self, text: str | None = None) -> None:
+        text = (self._input.value if text is None else text).strip()
         if not text or self._conversation.running:
             return
         self._input.value = ""
@@ -182,7 +223,7 @@ class ChatPanel:
         links = []
         for fmt, name, mime in (("markdown", "transcript.md", "text/markdown"), ("json", "transcript.json", "application/json")):
             data = base64.b64encode(self.export(fmt).encode()).decode()
-            links.append(f'<a download="{name}" href="data:{mime};charset=utf-8;base64,{data}">{name}</a>')
+            links.append(render.download_link(name, f"data:{mime};charset=utf-8;base64,{data}"))
         self._export_links.value = " · ".join(links)
 
     def _on_run_here(self, step: Step, view: StepView) -> None:
@@ -192,23 +233,50 @@ class ChatPanel:
         outputs = [{"type": "logs", "logs": step.logs}] + [{"type": "image", "file_id": f} for f in step.image_file_ids]
         call = CodeCall(code=step.code, outputs=outputs, status=step.status)
         try:
-            view.output.clear_output()
-            with view.output:
+            view.run_output.clear_output()
+            with view.run_output:
                 result = rerun(call)
             view.result.value = _html_of(compare(call, result))
         except Exception as exc:
             view.result.value = render.error_html(f"Run here failed: {type(exc).__name__}: {exc}")
 
     def _on_copy(self, step: Step, view: StepView) -> None:
-        from .. import to_cell
+        """Ask the page for a new cell below the panel's (or the clipboard); it reports back."""
+        view.copied = None
+        view.result.value = render.note_html(frontend.ASKED)
+        if not view.reporting:
+            view.reporting = True
+            view.report.observe(lambda change: self._on_copy_report(view, change["new"]), names="value")
+        view.output.outputs = (frontend.copy_to_cell_output(view.token, step.code),)
 
-        try:
-            view.output.clear_output()
-            with view.output:
-                to_cell(step.code)
-            view.result.value = render.note_html("copied: a new cell below holds the code (or copy it from here)")
-        except Exception as exc:
-            view.result.value = render.error_html(f"Copy to cell failed: {type(exc).__name__}: {exc}")
+    def _on_copy_report(self, view: StepView, report: str) -> None:
+        outcome = frontend.outcome_of(report)
+        if outcome is None:
+            return
+        view.copied = outcome
+        view.output.outputs = ()  # the script must not run again (a re-rendered notebook)
+        text = frontend.OUTCOMES[outcome]
+        view.result.value = render.error_html(text) if outcome == "failed" else render.note_html(text)
+
+    # -- suggestions -------------------------------------------------------------------
+    def _show_chips(self, start: int = 0) -> None:
+        questions = self.suggestions
+        if not questions:
+            self._chips.children = ()
+            return
+        self._chip_start = start if start < len(questions) else 0
+        shown = (questions * 2)[self._chip_start : self._chip_start + min(CHIPS_SHOWN, len(questions))]
+        chips = []
+        for question in shown:
+            chip = W.Button(description=question, tooltip=question, layout=W.Layout(width="auto", max_width="100%"))
+            chip.add_class("tnb-chip")
+            chip.on_click(lambda _, q=question: self._on_send(q))
+            chips.append(chip)
+        label = W.HTML(render.note_html("Offline, try:"))
+        self._chips.children = [label, *chips] + ([self._more] if len(questions) > CHIPS_SHOWN else [])
+        busy = self._conversation.running
+        for chip in chips:
+            chip.disabled = busy
 
     # -- rendering -------------------------------------------------------------------
     def _changed(self) -> None:
@@ -228,8 +296,10 @@ class ChatPanel:
             for turn, view in zip(turns, self._views):
                 if view.version != turn.version:
                     view.update(turn, conv.files)
+            if self._views:
+                self._views[-1].tick()  # elapsed seconds in the titles of running steps
             busy = conv.running
-            phase = turns[-1].phase() if turns and turns[-1].role == "assistant" else "ready"
+            phase = self.status
         if added or len(self._messages.children) != len(self._views):
             self._messages.children = [view.widget for view in self._views]
         if busy and self.updates == "blocking":
@@ -238,6 +308,9 @@ class ChatPanel:
         _set_value(self._stop_button, not busy, "disabled")
         _set_value(self._send_button, busy, "disabled")
         _set_value(self._new_button, busy, "disabled")
+        for chip in self._chips.children:
+            if isinstance(chip, W.Button):
+                _set_value(chip, busy, "disabled")
 
     def _resend_last_turn(self) -> None:
         if self._views:

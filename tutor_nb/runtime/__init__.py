@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import atexit
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
 from .config import Settings
 
-__all__ = ["LocalRuntime", "Settings", "start", "shared_runtime"]
+__all__ = ["LocalRuntime", "Settings", "local_runtime", "start", "shared_runtime"]
+
+#: runtimes served by this process, by base URL (so a client's settings can be looked up)
+_served: "weakref.WeakValueDictionary[str, LocalRuntime]" = weakref.WeakValueDictionary()
 
 
 class LocalRuntime:
@@ -30,6 +34,7 @@ class LocalRuntime:
         self._server = BackgroundServer(settings)
         self._server.start()
         self.base_url: str = self._server.base_url
+        _served[self.base_url.rstrip("/")] = self
 
     @property
     def backend(self) -> str:
@@ -72,6 +77,12 @@ class LocalRuntime:
         state = "running" if self.running else "stopped"
         return (f"<b>tutor_nb runtime</b> {state} at <code>{html.escape(self.base_url)}</code> "
                 f"· backend <code>{html.escape(self.backend)}</code> · data <code>{html.escape(str(self.settings.data_dir))}</code>")
+
+
+def local_runtime(base_url: str) -> LocalRuntime | None:
+    """The running runtime this process serves at ``base_url``, if any."""
+    found = _served.get(str(base_url).rstrip("/"))
+    return found if found is not None and found.running else None
 
 
 def start(**settings: Any) -> LocalRuntime:
