@@ -4,6 +4,7 @@ stand-in model over HTTP), or by stream events parsed as the openai SDK parses t
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 import socket
@@ -566,3 +567,25 @@ def test_unmatched_question_gets_one_short_line(replay_runtime):
     line = notice.split("<details", 1)[0]
     assert "No recorded answer for this question offline: try one of the suggestions, or connect a model." in line
     assert "Offline, the built-in cassettes answer" not in line and "No recorded turn" in notice
+
+
+def test_copy_to_cell_says_what_the_page_did():
+    from tutor_nb.panel import frontend
+
+    panel = ChatPanel(client=object())
+    panel.play("q", ev.fibonacci_run("answer", "print('한글')", "한글\n"))
+    panel.wait(timeout=10)
+    view = next(v for t in panel._views for v in t._items.values() if hasattr(v, "copy"))
+    view.copy.click()
+    (output,) = view.output.outputs
+    script = output["data"]["application/javascript"]
+    assert json.dumps("print('한글')") in script and view.token in script
+    assert html.escape(frontend.ASKED) in view.result.value and view.copied is None
+    view.report.value = "copied 1733100000000"  # what the page types into the hidden input
+    assert view.copied == "copied" and html.escape(frontend.OUTCOMES["copied"]) in view.result.value
+    assert view.output.outputs == ()  # the script never runs twice
+    view.copy.click()
+    view.report.value = "inserted 1733100000001"
+    assert html.escape(frontend.OUTCOMES["inserted"]) in view.result.value
+    view.report.value = "nonsense"
+    assert view.copied == "inserted"

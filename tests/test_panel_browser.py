@@ -1,10 +1,12 @@
-"""The chat panel in a real browser: JupyterLab on 127.0.0.1, headless Chromium via Playwright.
+"""The chat panel in a real browser: JupyterLab 4 and Notebook 7 on 127.0.0.1, headless Chromium.
 
-A generated notebook starts the replay runtime and shows a ChatPanel; the test runs it,
-checks that Enter (also inside an IME composition) never sends, types a Korean prompt that a
-cassette answers, clicks Send, and waits for the code step, its logs, the typeset answer, a
-plot and a download link; then stops a slow run with the Stop button. Screenshots go to tests/artifacts/ (and to docs/panel.png when
-TUTOR_NB_UPDATE_DOCS=1).
+A generated notebook starts the replay runtime and shows a ChatPanel (with a cell below it);
+the JupyterLab test runs it, checks that Enter (also inside an IME composition) never sends,
+types a Korean prompt that a cassette answers, clicks Send, and waits for the code step, its
+logs, the typeset answer, a plot and a download link; then stops a slow run with the Stop
+button. In both front ends a suggestion chip is clicked and answered, and "Copy to cell"
+makes a cell right below the panel's at once. Screenshots go to tests/artifacts/ (and to docs/
+when TUTOR_NB_UPDATE_DOCS=1).
 """
 
 from __future__ import annotations
@@ -68,12 +70,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+#: the cell under the panel's: "Copy to cell" must put the new cell between the two
+AFTER_CELL = "print('the cell after the panel')"
+
+
 def _write_notebook(root: Path) -> None:
     notebook = {
         "nbformat": 4, "nbformat_minor": 5,
         "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
         "cells": [{"cell_type": "code", "id": "chat", "metadata": {}, "execution_count": None, "outputs": [],
-                   "source": NOTEBOOK_CELL}],
+                   "source": NOTEBOOK_CELL},
+                  {"cell_type": "code", "id": "after", "metadata": {}, "execution_count": None, "outputs": [],
+                   "source": AFTER_CELL}],
     }
     (root / "chat.ipynb").write_text(json.dumps(notebook, ensure_ascii=False), encoding="utf-8")
     for name, cassette in (("plot.json", ev.PLOT_CASSETTE), ("slow.json", ev.SLOW_CASSETTE)):
@@ -87,25 +95,25 @@ def _api(url: str, token: str, path: str, method: str = "GET") -> object:
     return json.loads(body) if body else None
 
 
-@pytest.fixture(scope="module")
-def lab(browser_tools, tmp_path_factory) -> Iterator[tuple[str, str]]:
-    root = tmp_path_factory.mktemp("lab")
-    logs = tmp_path_factory.mktemp("lab-log")
-    _write_notebook(root)
+def _serve(kind: str, root: Path, logs: Path) -> Iterator[tuple[str, str]]:
+    """JupyterLab (``kind="lab"``) or Notebook 7 (``"notebook"``) on a free port, no outside calls."""
     settings = root / ".lab-settings" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True)
+    settings.mkdir(parents=True, exist_ok=True)
     # no news or update checks: the test never leaves 127.0.0.1
     (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     token, port = secrets.token_hex(16), _free_port()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
                JUPYTER_CONFIG_DIR=str(root / ".jupyter"), JUPYTER_RUNTIME_DIR=str(root / ".runtime"))
-    log = open(logs / "lab.log", "w")
+    app = "LabApp" if kind == "lab" else "JupyterNotebookApp"
+    extra = (["--LabApp.extension_manager=readonly", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+             if kind == "lab" else [])
+    log = open(logs / f"{kind}.log", "w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--IdentityProvider.token={token}",
-         "--ServerApp.ip=127.0.0.1", "--LabApp.extension_manager=readonly",
+        [sys.executable, "-m", "jupyterlab" if kind == "lab" else "notebook", "--no-browser", "--allow-root",
+         f"--IdentityProvider.token={token}", "--ServerApp.ip=127.0.0.1",
          f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--ServerApp.root_dir={root}",
-         f"--LabApp.user_settings_dir={root / '.lab-settings'}", f"--LabApp.workspaces_dir={root / '.lab-workspaces'}",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+         f"--{app}.user_settings_dir={root / '.lab-settings'}", f"--{app}.workspaces_dir={root / '.lab-workspaces'}",
+         *extra],
         cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
@@ -117,7 +125,7 @@ def lab(browser_tools, tmp_path_factory) -> Iterator[tuple[str, str]]:
                 break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"JupyterLab did not start:\n{(logs / 'lab.log').read_text()[-3000:]}")
+                    raise RuntimeError(f"{kind} did not start:\n{(logs / f'{kind}.log').read_text()[-3000:]}")
                 time.sleep(0.5)
         yield url, token
     finally:
@@ -133,6 +141,24 @@ def lab(browser_tools, tmp_path_factory) -> Iterator[tuple[str, str]]:
             server.kill()
             server.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def lab(browser_tools, tmp_path_factory) -> Iterator[tuple[str, str]]:
+    root = tmp_path_factory.mktemp("lab")
+    _write_notebook(root)
+    yield from _serve("lab", root, tmp_path_factory.mktemp("lab-log"))
+
+
+@pytest.fixture(scope="module", params=["lab", "notebook"])
+def front_end(request, browser_tools, tmp_path_factory) -> Iterator[tuple[str, str, str]]:
+    """JupyterLab 4, then Notebook 7, each serving a fresh copy of the test notebook."""
+    if request.param == "notebook":
+        pytest.importorskip("notebook", minversion="7", reason="Notebook 7 is not installed (pip install 'notebook>=7')")
+    root = tmp_path_factory.mktemp(request.param)
+    _write_notebook(root)
+    for url, token in _serve(request.param, root, tmp_path_factory.mktemp(f"{request.param}-log")):
+        yield request.param, url, token
 
 
 def _transcript_text(page) -> str:
@@ -190,18 +216,17 @@ def test_chat_panel_in_jupyterlab(lab):
             assert scroller.evaluate("el => Math.abs(el.scrollTop) < 4"), "transcript is not pinned to the newest line"
             page.screenshot(path=str(ARTIFACTS / "panel-fibonacci.png"), full_page=True)
 
-            # a learner who scrolled up keeps their place while the next reply streams in
+            # a new turn brings the view to it, even after the learner scrolled up to read
             scroller.evaluate("el => { el.scrollTop = -Math.round((el.scrollHeight - el.clientHeight) / 2); }")
-            offset = ("el => Math.round(el.querySelector('.tnb-logs').getBoundingClientRect().top"
-                      " - el.getBoundingClientRect().top)")
             page.wait_for_timeout(300)
-            before = scroller.evaluate(offset)
+            assert scroller.evaluate("el => el.scrollTop < -20")
             textarea.fill(PLOT_PROMPT)
             panel.get_by_role("button", name="Send").click()
+            expect(panel.locator(".tnb-user").nth(1)).to_be_visible(timeout=30_000)
+            page.wait_for_function(f"() => Math.abs(document.querySelector('.tnb-transcript').scrollTop) < 4", timeout=10_000)
             expect(panel.locator("img.widget-image").first).to_be_attached(timeout=120_000)
             expect(panel.locator(".tnb-status")).to_contain_text("done in", timeout=120_000)
-            assert abs(scroller.evaluate(offset) - before) <= 3, "the transcript jumped while the learner read above"
-            scroller.evaluate("el => { el.scrollTop = 0; }")
+            assert scroller.evaluate("el => Math.abs(el.scrollTop) < 4"), "the new turn streamed out of view"
             expect(panel.locator("img.widget-image").first).to_be_visible()
             link = panel.locator('a[download="squares.csv"]')
             expect(link).to_have_text("표 내려받기")
@@ -217,10 +242,106 @@ def test_chat_panel_in_jupyterlab(lab):
             textarea.fill(ev.SLOW_CASSETTE["turns"][0]["user"])
             panel.get_by_role("button", name="Send").click()
             expect(panel.locator(".tnb-status")).to_contain_text("running code", timeout=60_000)
+            # a learner who scrolls up while the turn goes on keeps their place, even at the very top
+            scroller.evaluate("el => { el.scrollTop = -(el.scrollHeight - el.clientHeight); }")
+            offset = ("el => Math.round(el.querySelector('.tnb-user').getBoundingClientRect().top"
+                      " - el.getBoundingClientRect().top)")
+            page.wait_for_timeout(200)
+            before = scroller.evaluate(offset)
             page.wait_for_timeout(1500)  # the code is counting in the sandbox
+            assert abs(scroller.evaluate(offset) - before) <= 3, "the transcript jumped while the learner read above"
             panel.get_by_role("button", name="Stop").click()
             expect(panel.locator(".tnb-status")).to_contain_text("stopped", timeout=20_000)
-            expect(panel.locator(".tnb-note").last).to_have_text("Stopped.")
+            expect(panel.locator(".tnb-transcript .tnb-note").last).to_have_text("Stopped.")
             expect(panel.get_by_role("button", name="Send")).to_be_enabled()
+        finally:
+            browser.close()
+
+
+def _open_and_run(page, kind: str, url: str, token: str):
+    from playwright.sync_api import expect
+
+    path = "lab/tree" if kind == "lab" else "notebooks"
+    page.goto(f"{url}/{path}/chat.ipynb?token={token}")
+    page.locator(".jp-Notebook .jp-Cell .cm-content").first.click(timeout=90_000)
+    page.keyboard.press("Shift+Enter")
+    panel = page.locator(".tnb-chat-panel")
+    try:
+        expect(panel).to_be_visible(timeout=120_000)
+    except AssertionError:
+        shown = page.locator(".jp-Cell .jp-OutputArea").first.inner_text()
+        raise AssertionError(f"the notebook did not show the panel; its output:\n{shown}") from None
+    return panel
+
+
+def _cell_sources(page) -> list[str]:
+    return page.locator(".jp-Notebook .jp-Cell .jp-InputArea-editor").evaluate_all(
+        "cells => cells.map(c => Array.from(c.querySelectorAll('.cm-line'), l => l.textContent).join('\\n'))")
+
+
+def test_suggestion_chip_and_copy_to_cell(front_end):
+    """A suggestion chip is answered; "Copy to cell" makes a cell right below the panel's, at once."""
+    from playwright.sync_api import expect, sync_playwright
+
+    kind, url, token = front_end
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 1400}, device_scale_factor=1)
+            panel = _open_and_run(page, kind, url, token)
+            chip = panel.locator(".tnb-chip").first
+            expect(chip).to_be_visible(timeout=30_000)
+            question = chip.inner_text().strip()
+            assert panel.locator(".tnb-chip").count() >= 3
+            chip.click()
+            expect(panel.locator(".tnb-user")).to_have_text(question, timeout=30_000)
+            expect(panel.locator(".tnb-status")).to_contain_text("done in", timeout=120_000)
+            expect(panel.locator(".widget-htmlmath").first.locator("mjx-container").first).to_be_visible(timeout=30_000)
+            code = panel.locator(".tnb-code").first.inner_text()
+            before = _cell_sources(page)
+            assert before[-1] == AFTER_CELL and len(before) == 2
+
+            clicked = time.monotonic()
+            panel.get_by_role("button", name="Copy to cell").first.click()
+            expect(panel.locator(".tnb-note", has_text="Inserted a new cell right below")).to_be_visible(timeout=10_000)
+            took = time.monotonic() - clicked
+            after = _cell_sources(page)
+            assert len(after) == 3, after
+            assert after[1].strip() == code.strip() and after[2] == AFTER_CELL, after
+            assert took < 5, f"the cell took {took:.1f} s to appear"
+            page.wait_for_timeout(300)
+            page.screenshot(path=str(ARTIFACTS / f"panel-copy-{kind}.png"), full_page=False)
+            if os.environ.get("TUTOR_NB_UPDATE_DOCS") == "1":
+                page.screenshot(path=str(REPO / "docs" / f"panel-copy-{kind}.png"), full_page=False)
+        finally:
+            browser.close()
+
+
+def test_copy_to_cell_uses_the_clipboard_where_no_cell_can_be_inserted(browser_tools):
+    """Colab and other pages without JupyterLab's commands: the script puts the code on the
+    clipboard and reports "copied" through the step's hidden report input."""
+    from playwright.sync_api import sync_playwright
+
+    from tutor_nb.panel import frontend
+
+    code = "for n in range(3):\n    print('한글', n)"
+    token = "tnb-step-test"
+    page_html = (f'<html><body><div class="{token}"><button id="copy">Copy to cell</button>'
+                 '<div class="tnb-report"><input></div></div></body></html>')
+    script = frontend.copy_to_cell_output(token, code)["data"]["application/javascript"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS, headless=True)
+        try:
+            context = browser.new_context()
+            context.grant_permissions(["clipboard-read", "clipboard-write"], origin="http://127.0.0.1")
+            page = context.new_page()
+            page.route("http://127.0.0.1/notebook", lambda route: route.fulfill(body=page_html, content_type="text/html"))
+            page.goto("http://127.0.0.1/notebook")
+            page.evaluate(f"() => document.getElementById('copy').onclick = () => {{ {script} }}")
+            page.click("#copy")  # the script runs in the click, as the learner's click starts it in a notebook
+            page.wait_for_function("() => document.querySelector('.tnb-report input').value !== ''", timeout=5_000)
+            assert frontend.outcome_of(page.input_value(".tnb-report input")) == "copied"
+            assert page.evaluate("() => navigator.clipboard.readText()") == code
         finally:
             browser.close()
