@@ -1,0 +1,59 @@
+"""What one server holds: settings, store, sandbox, model backend and the run engine."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from openai.types.beta.threads import Run
+
+from .config import Settings
+from .events import RunEvents
+from .http import APIError
+from .runs import Engine
+from .store import KINDS, Store
+
+log = logging.getLogger("tutor_nb.runtime")
+
+
+class RuntimeCore:
+    """Everything one server holds; the API routers reach it through ``request.app.state.runtime``."""
+
+    def __init__(self, settings: Settings) -> None:
+        from .backends import make_backend
+        from .sandbox import Sandbox
+
+        self.settings = settings
+        self.store = Store(settings.data_dir)
+        self.events = RunEvents()
+        self.sandbox = Sandbox(
+            settings.data_dir / "sandbox", timeout=settings.exec_timeout, idle_timeout=settings.idle_timeout,
+            pool_size=settings.pool_size, memory_limit_mb=settings.memory_limit_mb,
+        )
+        self.backend = make_backend(
+            settings.backend, model_base_url=settings.model_base_url, model_api_key=settings.model_api_key,
+            model=settings.model, cassettes=settings.cassettes or None, record=settings.record,
+            replay_delay=settings.replay_delay,
+        )
+        self.engine = Engine(self.store, self.sandbox, self.backend, self.events, exec_timeout=settings.exec_timeout)
+
+    async def start(self) -> None:
+        ended = self.engine.recover()
+        if ended:
+            log.warning("marked %d run(s) interrupted by the last shutdown as failed", len(ended))
+        await self.sandbox.start()
+
+    async def stop(self) -> None:
+        await self.engine.close()
+        await self.sandbox.close()
+        await self.backend.aclose()
+        self.store.close()
+
+    def need(self, cls: type, id: str, param: str | None = None) -> Any:
+        """The stored object, or a 404 naming what was not found."""
+        obj = self.engine.get_run(id) if cls is Run else self.store.get(cls, id)
+        if obj is None:
+            noun = KINDS[cls]
+            raise APIError(404, f"No {noun} found with id '{id}'. Check the id, or list {noun}s to see what exists.",
+                           param=param, code="not_found")
+        return obj

@@ -1,0 +1,287 @@
+"""What one run makes of the agent loop's events: run steps, messages and the run's stream events.
+
+Every change is saved to the store first, then published to open streams, so a crash never shows
+clients something that was not kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from openai.types.beta.threads import Message, Run
+from openai.types.beta.threads.run import RequiredAction
+from openai.types.beta.threads.run import Usage as RunUsage
+from openai.types.beta.threads.runs import RunStep, run_step
+
+from ..agent import RunFailure, ToolCall, Turn
+from ..backends.base import CODE_TOOL, ModelRequest, Usage
+from ..wire import new_id, now, text_block
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+_FILE_MENTION = re.compile(r"(?:sandbox:)?/mnt/data/([^\s)\]\"'`<>]+)")
+
+
+@dataclass
+class _TurnParts:
+    """The objects one model turn has opened."""
+
+    message: Message | None = None
+    message_step: RunStep | None = None
+    text_index: int = 0
+    tool_step: RunStep | None = None
+
+
+@dataclass
+class _RunState:
+    """What a run carries from one turn to the next."""
+
+    images: list[str] = field(default_factory=list)  # file ids not yet shown in a message
+    files: dict[str, str] = field(default_factory=dict)  # file name -> file id made by code
+
+
+class RunRecorder:
+    """The Assistants API's ``Recorder``: one per run being driven."""
+
+    def __init__(self, engine: Engine, run: Run) -> None:
+        self.engine, self.run = engine, run
+        self.store, self.events = engine.store, engine.events
+        self.container = run.thread_id
+        self.function_names = {t.function.name for t in run.tools if t.type == "function"}
+        self.state = _RunState()
+        self.parts = _TurnParts()
+
+    # -- a model turn ------------------------------------------------------------------------
+
+    def request(self) -> ModelRequest:
+        self.parts = _TurnParts()
+        run = self.run
+        messages: list[dict[str, Any]] = []
+        system = (run.instructions or "") + self._file_note()
+        if system.strip():
+            messages.append({"role": "system", "content": system.strip()})
+        messages += self.engine.histories.messages(run)
+        tools: list[dict[str, Any]] = []
+        if run.tool_choice != "none":
+            for tool in run.tools:
+                if tool.type == "code_interpreter":
+                    tools.append(CODE_TOOL)
+                elif tool.type == "function":
+                    tools.append({"type": "function", "function": tool.function.model_dump(exclude_none=True)})
+        return ModelRequest(
+            model=run.model, messages=messages, tools=tools, temperature=run.temperature,
+            top_p=run.top_p, max_tokens=run.max_completion_tokens,
+        )
+
+    def _file_note(self) -> str:
+        workdir = Path(self.engine.sandbox.workdir(self.run.thread_id))
+        names = sorted(p.name for p in workdir.iterdir() if not p.name.startswith("."))
+        if not names:
+            return ""
+        return "\n\nFiles in /mnt/data: " + ", ".join(names)
+
+    def text_delta(self, turn: Turn, text: str) -> None:
+        parts, run = self.parts, self.run
+        if parts.message is None:
+            message_id = new_id("message")
+            parts.message_step = self._new_step({"type": "message_creation", "message_creation": {"message_id": message_id}})
+            parts.message = Message.model_validate({
+                "id": message_id, "object": "thread.message", "created_at": now(),
+                "thread_id": run.thread_id, "run_id": run.id, "assistant_id": run.assistant_id,
+                "role": "assistant", "status": "in_progress", "content": [], "attachments": [], "metadata": {},
+            })
+            self.store.add(parts.message, parent=run.thread_id)
+            self.events.publish(run.id, "thread.message.created", parts.message)
+            self.events.publish(run.id, "thread.message.in_progress", parts.message)
+            if self.state.images:
+                images = [{"index": i, "type": "image_file", "image_file": {"file_id": f}} for i, f in enumerate(self.state.images)]
+                self._message_delta(parts.message, images)
+                parts.text_index = len(images)
+        if text:
+            self._message_delta(parts.message, [{"index": parts.text_index, "type": "text", "text": {"value": text}}])
+
+    def call_started(self, turn: Turn, call: ToolCall) -> None:
+        if call.kind != "code_interpreter":
+            return  # function calls become a step once the turn has ended
+        if self.parts.tool_step is None:
+            # text before code: the message stays open until the turn ends
+            self.parts.tool_step = self._new_step({"type": "tool_calls", "tool_calls": []})
+        self._step_delta(self.parts.tool_step, [{"index": self._code_position(turn, call), "id": call.id,
+                                                 "type": "code_interpreter", "code_interpreter": {"input": "", "outputs": []}}])
+
+    def call_delta(self, turn: Turn, call: ToolCall, text: str) -> None:
+        if call.kind == "code_interpreter" and self.parts.tool_step is not None:
+            self._step_delta(self.parts.tool_step, [{"index": self._code_position(turn, call), "type": "code_interpreter",
+                                                     "code_interpreter": {"input": text}}])
+
+    def turn_done(self, turn: Turn) -> None:
+        if self.parts.message is None and not turn.calls and self.state.images:
+            self.text_delta(turn, "")  # show images made by the last code, with no text
+        if self.parts.message is not None:
+            self._complete_message(turn)
+        if self.parts.tool_step is not None:
+            self._fill_tool_step(turn)
+        self._add_usage(turn.usage)
+        self.store.save(self.run)
+
+    def _new_step(self, details: dict[str, Any]) -> RunStep:
+        run = self.run
+        step = RunStep.model_validate({
+            "id": new_id("step"), "object": "thread.run.step", "created_at": now(),
+            "assistant_id": run.assistant_id, "thread_id": run.thread_id, "run_id": run.id,
+            "type": details["type"], "status": "in_progress", "step_details": details,
+            "expires_at": run.expires_at,
+        })
+        self.store.add(step, parent=run.id)
+        self.events.publish(run.id, "thread.run.step.created", step)
+        self.events.publish(run.id, "thread.run.step.in_progress", step)
+        return step
+
+    def _message_delta(self, message: Message, content: list[dict[str, Any]]) -> None:
+        self.events.publish(self.run.id, "thread.message.delta",
+                            {"id": message.id, "object": "thread.message.delta", "delta": {"content": content}})
+
+    def _complete_message(self, turn: Turn) -> None:
+        parts, state = self.parts, self.state
+        assert parts.message is not None and parts.message_step is not None
+        annotations = self._file_annotations(turn.text)
+        if annotations:
+            self._message_delta(parts.message, [{"index": parts.text_index, "type": "text", "text": {
+                "annotations": [dict(a, index=i) for i, a in enumerate(annotations)]}}])
+        content = [{"type": "image_file", "image_file": {"file_id": f}} for f in state.images]
+        if turn.text:
+            content.append(text_block(turn.text, annotations))
+        state.images = []
+        stamp = now()
+        parts.message = Message.model_validate({**parts.message.model_dump(), "content": content, "status": "completed",
+                                                "completed_at": stamp})
+        self.store.save(parts.message)
+        self.events.publish(self.run.id, "thread.message.completed", parts.message)
+        step = parts.message_step
+        step.status, step.completed_at = "completed", stamp
+        if not turn.calls:
+            self._step_usage(step, turn.usage)
+        self.store.save(step)
+        self.events.publish(self.run.id, "thread.run.step.completed", step)
+
+    def _file_annotations(self, text: str) -> list[dict[str, Any]]:
+        annotations = []
+        for match in _FILE_MENTION.finditer(text):
+            file_id = self.state.files.get(match.group(1))
+            if file_id:
+                annotations.append({"type": "file_path", "text": match.group(0), "start_index": match.start(),
+                                    "end_index": match.end(), "file_path": {"file_id": file_id}})
+        return annotations
+
+    @staticmethod
+    def _step_usage(step: RunStep, usage: Usage | None) -> None:
+        if usage is not None:
+            step.usage = run_step.Usage(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                                        total_tokens=usage.prompt_tokens + usage.completion_tokens)
+
+    def _add_usage(self, usage: Usage | None) -> None:
+        if usage is None:
+            return
+        run = self.run
+        before = run.usage.model_dump() if run.usage else {"prompt_tokens": 0, "completion_tokens": 0}
+        prompt = before["prompt_tokens"] + usage.prompt_tokens
+        completion = before["completion_tokens"] + usage.completion_tokens
+        run.usage = RunUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+    @staticmethod
+    def _code_position(turn: Turn, call: ToolCall) -> int:
+        return next(i for i, c in enumerate(turn.code_calls) if c is call)
+
+    def _step_delta(self, step: RunStep, tool_calls: list[dict[str, Any]]) -> None:
+        self.events.publish(self.run.id, "thread.run.step.delta", {
+            "id": step.id, "object": "thread.run.step.delta",
+            "delta": {"step_details": {"type": "tool_calls", "tool_calls": tool_calls}},
+        })
+
+    def _fill_tool_step(self, turn: Turn) -> None:
+        """Write the finished tool calls into the step (outputs come when they run)."""
+        step = self.parts.tool_step
+        assert step is not None
+        calls = []
+        for position, call in enumerate(turn.code_calls):
+            rest = call.finish_code()
+            if rest:
+                self._step_delta(step, [{"index": position, "type": "code_interpreter", "code_interpreter": {"input": rest}}])
+            calls.append({"id": call.id, "type": "code_interpreter", "code_interpreter": {"input": call.code, "outputs": []}})
+        step.step_details = RunStep.model_validate(
+            {**step.model_dump(), "step_details": {"type": "tool_calls", "tool_calls": calls}}
+        ).step_details
+        self._step_usage(step, turn.usage)
+        self.store.save(step)
+
+    # -- tools -------------------------------------------------------------------------------
+
+    def execution_started(self, turn: Turn, call: ToolCall) -> None:
+        pass  # the step already shows the call in progress
+
+    def execution_done(self, turn: Turn, call: ToolCall, result: Any, seconds: float) -> None:
+        step = self.parts.tool_step
+        assert step is not None
+        timing = self.engine.timing(self.run.id)
+        if timing is not None:
+            timing.kernel += seconds
+        position = self._code_position(turn, call)
+        outputs: list[dict[str, Any]] = []
+        if result.logs:
+            outputs.append({"type": "logs", "logs": result.logs})
+        for png in result.images:
+            file_id = self.engine.new_file(png, f"{call.id}.png")
+            self.state.images.append(file_id)
+            outputs.append({"type": "image", "image": {"file_id": file_id}})
+        for path in result.files:
+            path = Path(path)
+            if path.is_file():
+                self.state.files[path.name] = self.engine.new_file(path.read_bytes(), path.name)
+        stored = step.step_details.tool_calls[position].code_interpreter  # type: ignore[union-attr]
+        stored.outputs = [type(stored).model_validate({"input": "", "outputs": [o]}).outputs[0] for o in outputs]
+        self.store.save(step)
+        if outputs:
+            self._step_delta(step, [{"index": position, "type": "code_interpreter",
+                                     "code_interpreter": {"outputs": [dict(o, index=i) for i, o in enumerate(outputs)]}}])
+
+    def executions_done(self, turn: Turn) -> None:
+        step = self.parts.tool_step
+        assert step is not None
+        step.status, step.completed_at = "completed", now()
+        self.store.save(step)
+        self.events.publish(self.run.id, "thread.run.step.completed", step)
+
+    async def functions_called(self, turn: Turn) -> bool:
+        """Pause the run in ``requires_action`` until the client submits the functions' outputs."""
+        run, calls = self.run, turn.function_calls
+        step = self._new_step({"type": "tool_calls", "tool_calls": [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments, "output": None}}
+            for c in calls]})
+        self._step_usage(step, turn.usage)
+        self.store.save(step)
+        run.required_action = RequiredAction.model_validate({"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls]}})
+        future: asyncio.Future = self.engine.expect_tool_outputs(run.id)
+        self.engine.set_status(run, "requires_action")
+        self.events.publish(run.id, "thread.run.requires_action", run)
+        self.events.end(run.id)  # a stream ends here; submit_tool_outputs opens the next one
+        outputs = {o.get("tool_call_id"): o.get("output", "") for o in await future}
+        missing = [c.id for c in calls if c.id not in outputs]
+        if missing:
+            raise RunFailure(f"Tool outputs were missing for {', '.join(missing)}; submit one output per tool call.")
+        for call in step.step_details.tool_calls:  # type: ignore[union-attr]
+            call.function.output = outputs[call.id]
+        step.status, step.completed_at = "completed", now()
+        self.store.save(step)
+        run.required_action = None
+        self.engine.set_status(run, "in_progress")
+        self.events.publish(run.id, "thread.run.queued", run)
+        self.events.publish(run.id, "thread.run.in_progress", run)
+        self.events.publish(run.id, "thread.run.step.completed", step)
+        return True
+

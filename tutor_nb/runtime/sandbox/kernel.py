@@ -1,0 +1,194 @@
+"""One kernel's life: launched (under bubblewrap and a cgroup where they work), prepared, interrupted, retired."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import shutil
+import subprocess
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jupyter_client import AsyncKernelClient, AsyncKernelManager
+from jupyter_client.kernelspec import KernelSpecManager
+
+from tutor_nb.errors import SandboxError
+from tutor_nb.runtime import kernel_boot, limits
+
+SPEC_NAME = "tutor-nb-sandbox"
+POLL = 0.2  # seconds between liveness checks while the kernel is quiet
+KERNEL_THREADS = 32  # tasks the kernel itself needs (its threads) on top of max_processes
+START_TIMEOUT = 60.0
+
+#: reaps the kernel's zombie children, which still count against the process limit
+REAP_CODE = """
+import os as _tnb_os
+while True:
+    try:
+        if _tnb_os.waitpid(-1, _tnb_os.WNOHANG)[0] == 0:
+            break
+    except ChildProcessError:
+        break
+del _tnb_os
+"""
+
+
+@dataclass(eq=False)
+class Kernel:
+    """A running kernel, its private folder and cgroup, and which thread (if any) it serves."""
+
+    km: AsyncKernelManager
+    kc: AsyncKernelClient
+    folder: Path  # private: connection file, sockets, kernel log
+    cgroup: limits.KernelCgroup | None
+    sockets: Path | None = None  # set when socket paths had to be shortened
+    baseline: set[int] = field(default_factory=set)  # pids of the fresh kernel's tree: never killed
+    thread_id: str | None = None
+    workdir: Path | None = None
+    last_used: float = 0.0
+    busy: bool = False
+    stop_reason: str | None = None
+    limit_hits: int = 0
+    oom_kills: int = 0
+
+    @property
+    def pid(self) -> int:
+        return self.km.provisioner.process.pid  # type: ignore[union-attr]
+
+    def log_tail(self) -> str:
+        """The end of what the kernel wrote to stderr (why it did not start)."""
+        return (self.folder / "kernel.log").read_text(errors="replace")[-2000:]
+
+    async def quiet(self, code: str) -> None:
+        """Run housekeeping code silently and wait for it to finish."""
+        msg_id = self.kc.execute(code, silent=True, store_history=False, allow_stdin=False)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + START_TIMEOUT
+        while loop.time() < deadline:
+            try:
+                msg = await self.kc.get_iopub_msg(timeout=POLL)
+            except queue.Empty:
+                if not await self.km.is_alive():
+                    raise SandboxError("the kernel died while being prepared; try again") from None
+                continue
+            if (msg.get("parent_header", {}).get("msg_id") == msg_id and msg["msg_type"] == "status"
+                    and msg["content"].get("execution_state") == "idle"):
+                return
+        raise SandboxError(f"the kernel did not finish preparing within {START_TIMEOUT:g} s; try again")
+
+    async def interrupt(self) -> None:
+        try:
+            await self.km.interrupt_kernel()
+        except Exception:
+            pass  # a dead kernel is found by the liveness check
+
+    async def shutdown(self) -> bool:
+        """Kill the kernel and remove its folders; False if its cgroup could not be removed yet."""
+        try:
+            self.kc.stop_channels()
+        except Exception:
+            pass
+        try:
+            pid: int | None = self.pid
+        except AttributeError:
+            pid = None
+        try:
+            await self.km.shutdown_kernel(now=True)
+        except Exception:
+            if pid is not None:
+                limits.kill_tree(pid)
+        removed = self.cgroup is None or await asyncio.to_thread(self.cgroup.remove)
+        shutil.rmtree(self.folder, ignore_errors=True)
+        if self.sockets is not None:
+            shutil.rmtree(self.sockets, ignore_errors=True)
+        return removed
+
+
+class KernelLauncher:
+    """Starts kernels with the sandbox's limits: rlimits always, bubblewrap and a cgroup where they work."""
+
+    def __init__(self, root: Path, *, memory_limit_mb: int | None, max_file_mb: int, max_processes: int,
+                 max_log_chars: int) -> None:
+        self.root = root
+        self.private = root / ".kernels"
+        self.memory_limit_mb, self.max_file_mb = memory_limit_mb, max_file_mb
+        self.max_processes, self.max_log_chars = max_processes, max_log_chars
+        self.bwrap: str | None = None  # set by prepare() when bubblewrap works here
+        self.cgroups = False  # set by prepare() when per-kernel cgroups can be made here
+        self._ksm: KernelSpecManager | None = None
+
+    async def prepare(self) -> None:
+        """Probe what isolation works here, and write the kernelspec."""
+        self.private.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.private.chmod(0o700)
+        self.bwrap = await _working_bwrap()
+        await asyncio.to_thread(limits.sweep_stale)
+        probe = limits.KernelCgroup.create(pids_max=1, memory_bytes=None)
+        self.cgroups = probe is not None
+        if probe is not None:
+            probe.remove()
+        self._ksm = self._write_kernelspec()
+
+    def new(self) -> Kernel:
+        """A kernel not yet started (its folder and cgroup made); ``boot`` starts it."""
+        folder = self.private / uuid.uuid4().hex[:10]
+        folder.mkdir(mode=0o700)
+        sockets = folder if len(str(folder)) < 80 else Path(tempfile.mkdtemp(prefix="tnb-"))  # socket paths max ~107
+        memory = self.memory_limit_mb * 1024 * 1024 if self.memory_limit_mb else None
+        cgroup = limits.KernelCgroup.create(self.max_processes + KERNEL_THREADS, memory) if self.cgroups else None
+        km = AsyncKernelManager(kernel_name=SPEC_NAME, kernel_spec_manager=self._ksm, transport="ipc",
+                                connection_file=str(sockets / "kernel.json"))
+        return Kernel(km=km, kc=km.client(), folder=folder, cgroup=cgroup, sockets=None if sockets == folder else sockets)
+
+    async def boot(self, kernel: Kernel) -> None:
+        """Start the kernel process and prepare it; on failure the caller retires it."""
+        config = {"server_pid": os.getpid(), "memory_mb": self.memory_limit_mb, "file_mb": self.max_file_mb,
+                  "nproc": self.max_processes + KERNEL_THREADS,
+                  "cgroup_procs": kernel.cgroup.procs_files if kernel.cgroup else [],
+                  "wrap": self._bwrap_args(kernel.folder, kernel.sockets or kernel.folder) if self.bwrap else []}
+        env = kernel_boot.kernel_env(limits=config, private_dir=self.private)
+        with open(kernel.folder / "kernel.log", "wb") as log:
+            await kernel.km.start_kernel(env=env, cwd=str(self.root), stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=log)
+        kernel.kc = kernel.km.client()
+        kernel.kc.start_channels()
+        await kernel.kc.wait_for_ready(timeout=START_TIMEOUT)
+        await kernel.quiet(kernel_boot.setup_code(output_cap=self.max_log_chars + 1000))
+        kernel.baseline = {kernel.pid, *(p.pid for p in limits.descendants(kernel.pid))}
+        if kernel.cgroup is not None:
+            kernel.limit_hits, kernel.oom_kills = kernel.cgroup.limit_hits(), kernel.cgroup.oom_kills()
+
+    def _bwrap_args(self, folder: Path, sockets: Path) -> list[str]:
+        assert self.bwrap is not None
+        args = kernel_boot.bwrap_prefix(self.bwrap, writable=self.root)[:-1]  # drop the final "--"
+        hide = ["--tmpfs", str(self.private), "--bind", str(folder), str(folder)]  # other kernels' sockets
+        if sockets != folder:
+            hide += ["--bind", str(sockets), str(sockets)]
+        return [*args, *hide, "--"]
+
+    def _write_kernelspec(self) -> KernelSpecManager:
+        specs = self.private / "kernelspecs"
+        spec_dir = specs / SPEC_NAME
+        spec_dir.mkdir(parents=True, exist_ok=True)
+        spec = {"argv": kernel_boot.kernel_argv(), "display_name": "tutor_nb sandbox", "language": "python",
+                # with bubblewrap between server and kernel, a signal would reach bwrap, not the kernel
+                "interrupt_mode": "message" if self.bwrap else "signal"}
+        (spec_dir / "kernel.json").write_text(json.dumps(spec))
+        return KernelSpecManager(kernel_dirs=[str(specs)])
+
+
+async def _working_bwrap() -> str | None:
+    """bubblewrap's path if it is installed and can make namespaces here, else None."""
+    bwrap = kernel_boot.find_bwrap()
+    if bwrap is None:
+        return None
+    probe = [*kernel_boot.bwrap_prefix(bwrap, writable=Path(tempfile.gettempdir())), "true"]
+    try:
+        proc = await asyncio.create_subprocess_exec(*probe, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return bwrap if await asyncio.wait_for(proc.wait(), 10) == 0 else None
+    except (OSError, asyncio.TimeoutError):
+        return None
