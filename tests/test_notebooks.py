@@ -135,6 +135,9 @@ def test_walkthrough_runs_offline_and_its_local_rerun_matches_the_sandbox(execut
     assert "fibonacci" in calls and re.search(r"\b4181\]", calls)
     verdict = shown_text(tagged(nb, "compare"))
     assert verdict.startswith("match:"), verdict
+    assert "\\[" in shown_text(tagged(nb, "answer-raw"))  # the model's Markdown as written
+    answer = tagged(nb, "answer").outputs[0].data
+    assert "$$" in answer["text/html"] and "\\[" not in answer["text/html"] and "\\[" not in answer["text/plain"]
 
 
 @pytest.mark.slow
@@ -163,6 +166,8 @@ def test_files_notebook_shows_the_sandbox_chart_the_downloaded_file_and_the_loca
     nb = executed("03_files_and_plots")
     sandbox_pngs = pngs(tagged(nb, "chart"))
     assert sandbox_pngs and all(png.startswith(PNG_SIGNATURE) for png in sandbox_pngs)
+    answer = tagged(nb, "answer").outputs[0].data["text/html"]
+    assert 'download="' in answer and "sandbox:" not in answer and "data:image/png;base64," in answer
     download = shown_text(tagged(nb, "download"))
     assert "-> downloads/" in download and "predicted" in download
     local_pngs = pngs(tagged(nb, "rerun"))
@@ -185,7 +190,11 @@ def test_panel_notebook_renders_the_panel_and_its_transcript_holds_the_answer(ex
     assert len(answers) == 1
     transcript = shown_text(tagged(nb, "transcript"))
     assert transcript.startswith("status: completed")
-    assert answers[0].content in transcript
+    # the answer is shown as the panel shows it: math for MathJax in HTML, readable math in text
+    answer_html = tagged(nb, "transcript").outputs[-1].data["text/html"]
+    assert "$x = 2$" in answer_html and "$$x = \\frac{5 \\pm 1}{2},$$" in answer_html
+    assert "x = (5 ± 1)/2" in transcript and "\\frac" not in transcript
+    assert "Use code to divide 10 by each number in 5, 2, 0, 1" in shown_text(tagged(nb, "suggestions"))
 
 
 # -- the same notebooks with a live model (slow) ------------------------------------------------

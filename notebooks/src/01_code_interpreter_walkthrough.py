@@ -112,13 +112,20 @@ tutor_nb.show_json(messages)
 # %% [markdown]
 # Each message has a `role`, and the assistant's also has the `run_id` of the run that wrote it.
 # `content` is a list of blocks: `text` blocks (the words in `text.value`, links to files in
-# `text.annotations`) and `image_file` blocks when code drew a chart. Just the words:
+# `text.annotations`) and `image_file` blocks when code drew a chart. The words are Markdown, with
+# math in LaTeX, exactly as the model wrote them:
 
-# %%
-for message in reversed(messages.data):
-    for block in message.content:
-        if block.type == "text":
-            print(f"[{message.role}]\n{block.text.value}\n")
+# %% tags=["answer-raw"]
+answer_text = next(block.text.value for block in messages.data[0].content if block.type == "text")
+print(answer_text)
+
+# %% [markdown]
+# `tutor_nb.show_message` shows a message (or a page of them) as a chat would: Markdown rendered,
+# math typeset, files the answer links to as download links (pass `client=` to fetch them). Oldest
+# first:
+
+# %% tags=["answer"]
+tutor_nb.show_message(list(reversed(messages.data)), client=client)
 
 # %% [markdown]
 # ## 5. The run steps: what the assistant did

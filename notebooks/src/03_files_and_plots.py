@@ -77,15 +77,21 @@ print("status:", run.status, run.last_error.message if run.last_error else "")
 # id) and `text`. To see a picture, fetch its bytes with `client.files.content(file_id)`.
 
 # %% tags=["chart"]
-from IPython.display import Image, Markdown
+from IPython.display import Image
 
 answer = client.beta.threads.messages.list(thread_id=thread.id, run_id=run.id).data[0]
 for block in answer.content:
     if block.type == "image_file":
         png = client.files.content(block.image_file.file_id).read()
         display(Image(data=png))
-    elif block.type == "text":
-        display(Markdown(block.text.value))
+
+# %% [markdown]
+# The `text` block is Markdown, with math in LaTeX and a link like `sandbox:/mnt/data/...` that
+# only means something inside the sandbox. `tutor_nb.show_message` renders it as a chat does, the
+# math typeset and that link turned into a download of the file (fetched through `client`):
+
+# %% tags=["answer"]
+tutor_nb.show_message(answer, client=client)
 
 # %% [markdown]
 # The same picture is in the run's steps, as an `image` output of the code call that drew it:

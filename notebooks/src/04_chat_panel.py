@@ -20,35 +20,40 @@ panel
 # %% [markdown]
 # ## 2. What to try
 #
-# Offline, the model's turns are replayed from recordings, so the panel can answer the questions
-# recorded for these notebooks. Copy one into the box:
-#
-# - `Solve x^2 - 5x + 6 = 0 with code and explain the answer` (code, then an answer with formulas)
-# - `Draw a bar chart of the first 10 square numbers` (a chart in the transcript)
-# - `코드를 사용해서 최초 20개의 피보나치 수열을 만들어줘` (notebook 01's question), or in English:
-#   `Use code to make the first 20 Fibonacci numbers`
-#
-# Any other question gets a clear "no recorded turn" error. To ask anything, give it a real model:
-# set `OPENAI_API_KEY` (or use Colab secrets) and run the set-up cell again, or point it at a model
-# on your machine, e.g. Ollama: `client = tutor_nb.connect(model_base_url="http://127.0.0.1:11434/v1", model="llama3.1")`,
+# Offline, the model's turns are replayed from recordings (the code in them still runs for real),
+# so the panel can answer the questions recorded for it: they are the buttons under the input.
+# Click one; **other questions** shows more (arithmetic, algebra, statistics, plots, and code that
+# fails and is fixed). `panel.suggestions` lists them all:
+
+# %% tags=["suggestions"]
+for question in panel.suggestions:
+    print("-", question)
+
+# %% [markdown]
+# A question with no recording gets one short line saying so (the details fold out). To ask
+# anything, give the panel a real model: set `OPENAI_API_KEY` (or use Colab secrets) and run the
+# set-up cell again, or point it at a model on your machine, e.g. Ollama:
+# `client = tutor_nb.connect(model_base_url="http://127.0.0.1:11434/v1", model="llama3.1")`,
 # then open a new panel.
 #
 # ## 3. How to read a turn
 #
 # - **Code** blocks are the run's `tool_calls` steps. The title says what is happening: *writing…*
-#   while the model writes (the code grows line by line), *running…* while the sandbox runs it, then
-#   *ran in 0.4 s*. Under the code: its **logs** (printed text, the last line's value, tracebacks) and
-#   any **images**.
+#   while the model writes (the code grows line by line), *running (3 s)…* while the sandbox runs
+#   it, then *ran in 0.4 s*. Under the code: its **logs** (printed text, the last line's value,
+#   tracebacks) and any **images**.
 # - The **answer** under the code blocks is the `message_creation` step's message: Markdown, with
-#   formulas typeset and links for files the code saved.
-# - The **status line** under the transcript follows the run: *thinking*, *writing code*, *running
-#   code*, *writing the answer*, and at the end how long it took and how many tokens it used (the
-#   run's `usage`).
+#   formulas typeset and links that download the files the code saved.
+# - The **status line** under the transcript follows the run: *thinking…*, *writing code…*,
+#   *running code (N s)*, *reading output…* (the model reads what the code printed), *writing the
+#   answer…*, and at the end how long it took and how many tokens it used (the run's `usage`).
+#   `panel.status` is the same text, for scripts.
 # - **Run here** runs a block's code in this notebook's kernel and compares the result with the
-#   sandbox's logs (`tutor_nb.rerun` + `tutor_nb.compare`); **Copy to cell** puts the code in a new
-#   cell below (`tutor_nb.to_cell`).
+#   sandbox's logs (`tutor_nb.rerun` + `tutor_nb.compare`). **Copy to cell** puts the code in a new
+#   cell right below the panel in JupyterLab and Notebook 7; where a page cannot insert cells (Colab,
+#   VS Code) it copies the code to the clipboard; either way the panel says which it did.
 # - **Stop** cancels the run (`runs.cancel`); **New thread** starts a fresh conversation, with a new
-#   Python session; **Export** gives the transcript as Markdown and JSON files.
+#   Python session; **Export** gives the transcript as Markdown (charts included) and JSON files.
 #
 # ## 4. Driving the panel from code
 #
@@ -72,11 +77,12 @@ for step in entry["steps"]:
     print("--- logs ---")
     print(step["logs"])
 print("\n--- answer ---")
-print(entry["text"])
+tutor_nb.show_message(entry["text"])  # Markdown and math, as the panel shows them
 
 # %% [markdown]
 # `panel.export()` gives the same conversation as Markdown (or JSON with `panel.export("json")`),
-# to keep or share:
+# to keep or share; charts are embedded in it as data URIs (or written beside it with
+# `panel.export(images="transcript_files")`):
 
 # %%
 print(panel.export())
