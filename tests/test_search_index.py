@@ -101,6 +101,17 @@ def test_scores_are_between_0_and_1_best_first(index: Bm25Index) -> None:
     assert all(0 < s <= 1 for s in scores)
 
 
+def test_a_store_of_two_small_files_still_scores_its_match_well(tmp_path: Path) -> None:
+    # FTS5's own idf is 0 for a word in half the chunks: every word, in a store this small
+    idx = Bm25Index(tmp_path / "db.sqlite3")
+    idx.add("vs_t", "fib", ["피보나치수열의 각 항은 앞의 두 항의 합이다."])
+    idx.add("vs_t", "gcd", ["The Euclidean algorithm finds the greatest common divisor."])
+    (hit,) = idx.search("vs_t", "피보나치 수열", limit=5)
+    assert hit.file_id == "fib" and hit.score > 0.2
+    (hit,) = idx.search("vs_t", "Euclidean algorithm", limit=5)
+    assert hit.file_id == "gcd" and hit.score > 0.2
+
+
 def test_a_denser_match_scores_higher(tmp_path: Path) -> None:
     idx = Bm25Index(tmp_path / "db.sqlite3")
     idx.add("vs_b", "dense", ["recursion recursion recursion base case"])

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, TypeVar
 
-from openai.types import FileObject
+from openai.types import FileObject, VectorStore
 from openai.types.beta import Assistant, Thread
 from openai.types.beta.threads import Message, Run
 from openai.types.beta.threads.runs import RunStep
+from openai.types.vector_stores import VectorStoreFileBatch
 from pydantic import BaseModel
 
 M = TypeVar("M", bound=BaseModel)
@@ -33,6 +34,8 @@ KINDS: dict[type[BaseModel], str] = {
     Run: "run",
     RunStep: "run step",
     FileObject: "file",
+    VectorStore: "vector store",
+    VectorStoreFileBatch: "vector store file batch",
 }
 
 _SCHEMA = """

@@ -19,6 +19,8 @@ PREFIX = {
     "step": "step",
     "call": "call",
     "file": "file",
+    "vector_store": "vs",
+    "file_batch": "vsfb",
 }
 
 

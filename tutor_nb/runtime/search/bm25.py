@@ -6,10 +6,14 @@ ordinary table beside them. The index opens its own connections to the file (WAL
 run while a writer indexes) and writes in short transactions, so indexing a large file never
 holds up the rest of the runtime.
 
-Scores: FTS5's ``bm25()`` is unbounded and grows with the number of query terms. Each is divided
-by the most the query could score, every term at saturation (``idf * (k1 + 1)`` summed over the
-terms, with FTS5's own ``k1 = 1.2`` and idf), which puts scores in [0, 1] with a meaning that does
-not depend on the other hits: 1 is every query word, densely; 0.2 is a passing mention.
+Scores are BM25 divided by the most the query could score (every query word the store holds, at
+saturation: ``idf * (k1 + 1)`` summed), which puts them in [0, 1] with a meaning that does not
+depend on the other hits: near 1 is every query word, densely; 0.2 is a passing mention. Query
+words the store has nowhere do not lower them. FTS5's idf is zero for a word in half the chunks
+or more, which in a store of three small files is every word; so small stores (up to
+``RESCORE_UP_TO`` chunks) have FTS5's candidates rescored with Lucene's idf, which stays
+positive. Large stores keep FTS5's scores, where such words weigh nothing and are left out of the
+query (FTS5 would otherwise score every chunk holding them).
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from .index import Hit, check_store_id
 
 K1 = 1.2  # FTS5's bm25() constants
 _BATCH = 256  # chunks per write transaction: a few milliseconds each
+#: stores of up to this many chunks (about 3 MB of text) are scored with Lucene's idf, exactly (FTS5's
+#: bm25() costs a pass over each term's whole posting list, which only a small store can afford per term)
+RESCORE_UP_TO = 2000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS search_chunks (
@@ -162,30 +169,83 @@ class Bm25Index:
         db = self._reader()
         if (file_ids is not None and not file_ids) or not self._has_table(db, table):
             return []
-        terms, best = self._weigh(db, table, store_id, query_terms(query))
-        if not terms:
+        n, frequencies = self._frequencies(db, table, store_id, query_terms(query))
+        present = [t for t in frequencies if frequencies[t]]
+        if not present:
             return []
-        expression = " OR ".join(terms)
+        if n <= RESCORE_UP_TO:
+            candidates = self._candidates(db, table, store_id, " OR ".join(present), max(limit * 3, 50), file_ids)
+            scores = self._rescore(db, table, n, frequencies, present, [c[0] for c in candidates])
+            best = sum(self._idf(n, frequencies[t]) for t in present) * (K1 + 1)
+        else:
+            # FTS5's own scores; a word in half the chunks or more has no weight there (idf 0), and
+            # leaving it out spares FTS5 scoring every chunk that holds it
+            selective = [t for t in present if frequencies[t] < n / 2] or present
+            candidates = self._candidates(db, table, store_id, " OR ".join(selective), limit, file_ids)
+            scores = {c[0]: c[4] for c in candidates}
+            best = sum(max(self._fts5_idf(n, frequencies[t]), 1e-6) for t in selective) * (K1 + 1)
+        ranked = sorted(candidates, key=lambda c: -scores.get(c[0], 0.0))[:limit]
+        return [Hit(c[1], c[2], c[3], min(1.0, scores.get(c[0], 0.0) / best)) for c in ranked]
+
+    @staticmethod
+    def _fts5_idf(n: int, hits: int) -> float:
+        """FTS5's idf (before it turns values of 0 or less into 1e-6)."""
+        return math.log((n - hits + 0.5) / (hits + 0.5))
+
+    @staticmethod
+    def _idf(n: int, hits: int) -> float:
+        """Lucene's BM25 idf, which stays positive however common a term is (FTS5's drops to 0)."""
+        return math.log(1 + (n - hits + 0.5) / (hits + 0.5))
+
+    def _rescore(
+        self, db: sqlite3.Connection, table: str, n: int, frequencies: dict[str, int], terms: list[str],
+        rowids: list[int],
+    ) -> dict[int, float]:
+        """BM25 with Lucene's idf for each candidate chunk.
+
+        FTS5 scores one term as ``idf_fts5 * tf_part``; dividing by FTS5's own idf (which is known:
+        same N, same hit count) leaves the term-frequency part, which is then weighted anew.
+        """
+        scores: dict[int, float] = {}
+        if not rowids:
+            return scores
+        marks = ",".join("?" * len(rowids))
+        for term in terms:
+            fts5_idf = self._fts5_idf(n, frequencies[term])
+            weight = self._idf(n, frequencies[term]) / (fts5_idf if fts5_idf > 0 else 1e-6)
+            for rowid, score in db.execute(
+                f"SELECT rowid, -bm25({table}) FROM {table} WHERE {table} MATCH ? AND rowid IN ({marks})",
+                [term, *rowids],
+            ):
+                scores[rowid] = scores.get(rowid, 0.0) + score * weight
+        return scores
+
+    def _candidates(
+        self, db: sqlite3.Connection, table: str, store_id: str, expression: str, pool: int,
+        file_ids: Collection[str] | None,
+    ) -> list[tuple[int, str, int, str, float]]:
+        """(rowid, file, chunk, text, FTS5 score) of the best chunks of wanted, finished files.
+
+        FTS5 ranks fastest on its own (ORDER BY rank LIMIT); left-out files are dropped afterwards,
+        and only a filter that leaves out most of the best chunks needs the slower joined query.
+        """
         hidden = self._unfinished(db, store_id)
-        wanted = (lambda f: f in file_ids and f not in hidden) if file_ids is not None else (lambda f: f not in hidden)
-        # FTS5 ranks fastest on its own (ORDER BY rank LIMIT); files left out are dropped afterwards,
-        # and only a filter that leaves out most of the best chunks needs the slower joined query
-        fetch = limit if file_ids is None and not hidden else limit * 4
+        fetch = pool if file_ids is None and not hidden else pool * 4
         ranked = db.execute(
             f"SELECT rowid, -rank FROM {table} WHERE {table} MATCH ? ORDER BY rank LIMIT ?", (expression, fetch)
         ).fetchall()
         rows = self._chunks(db, ranked)
-        hits = [row for row in rows if wanted(row[0])][:limit]
-        if len(hits) < limit and len(ranked) == fetch:
-            hits = self._search_joined(db, table, expression, limit, file_ids, hidden)
-        return [Hit(f, o, t, min(1.0, max(0.0, s / best))) for f, o, t, s in hits]
+        wanted = [r for r in rows if r[1] not in hidden and (file_ids is None or r[1] in file_ids)][:pool]
+        if len(wanted) < pool and len(ranked) == fetch:
+            wanted = self._search_joined(db, table, expression, pool, file_ids, hidden)
+        return wanted
 
     @staticmethod
-    def _chunks(db: sqlite3.Connection, ranked: list[tuple[int, float]]) -> list[tuple[str, int, str, float]]:
+    def _chunks(db: sqlite3.Connection, ranked: list[tuple[int, float]]) -> list[tuple[int, str, int, str, float]]:
         if not ranked:
             return []
         found = {
-            r[0]: r[1:]
+            r[0]: r
             for r in db.execute(
                 f"SELECT id, file, ord, text FROM search_chunks WHERE id IN ({','.join('?' * len(ranked))})",
                 [r[0] for r in ranked],
@@ -197,7 +257,7 @@ class Bm25Index:
     def _search_joined(
         db: sqlite3.Connection, table: str, expression: str, limit: int,
         file_ids: Collection[str] | None, hidden: set[str],
-    ) -> list[tuple[str, int, str, float]]:
+    ) -> list[tuple[int, str, int, str, float]]:
         where, args = "", []
         if file_ids is not None:
             where += f" AND c.file IN ({','.join('?' * len(file_ids))})"
@@ -206,7 +266,7 @@ class Bm25Index:
             where += f" AND c.file NOT IN ({','.join('?' * len(hidden))})"
             args += list(hidden)
         return db.execute(
-            f"SELECT c.file, c.ord, c.text, -bm25({table}) FROM {table} JOIN search_chunks c "
+            f"SELECT c.id, c.file, c.ord, c.text, -bm25({table}) FROM {table} JOIN search_chunks c "
             f"ON c.id = {table}.rowid WHERE {table} MATCH ?{where} ORDER BY bm25({table}) LIMIT ?",
             [expression, *args, limit],
         ).fetchall()
@@ -214,25 +274,6 @@ class Bm25Index:
     def _unfinished(self, db: sqlite3.Connection, store_id: str) -> set[str]:
         """Files still being added: their first chunks are in the index but must not be found yet."""
         return {r[0] for r in db.execute("SELECT file FROM search_files WHERE store = ? AND ready = 0", (store_id,))}
-
-    def _weigh(
-        self, db: sqlite3.Connection, table: str, store_id: str, terms: list[str]
-    ) -> tuple[list[str], float]:
-        """The terms worth matching, and the most a chunk could score with them.
-
-        A term in half the chunks or more has an idf of zero in BM25 (FTS5 makes it 1e-6): it
-        changes no ranking, yet FTS5 would score every chunk holding it, so it is left out unless
-        the query has nothing else. The best possible score floors each idf at ln 2, so a query of
-        nothing but such words scores near 0, as it should.
-        """
-        n, frequencies = self._frequencies(db, table, store_id, terms)
-        present = [t for t in terms if frequencies[t]]
-        useful = [t for t in present if frequencies[t] < n / 2] or present
-        best = 0.0
-        for term in useful:
-            idf = math.log((n - frequencies[term] + 0.5) / (frequencies[term] + 0.5))
-            best += max(idf, math.log(2)) * (K1 + 1)
-        return useful, best or 1.0
 
     def _frequencies(
         self, db: sqlite3.Connection, table: str, store_id: str, terms: list[str]
