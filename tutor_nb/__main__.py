@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--pool-size", type=int, default=1,
                        help="kernels kept started for new threads (for a class, about the number of learners)")
     serve.add_argument("--memory-limit-mb", type=int, default=2048, help="memory one kernel may use (0: no limit)")
+    serve.add_argument("--embeddings-base-url", help="an OpenAI-compatible /v1/embeddings endpoint: file search "
+                       "ranks with its vectors as well as BM25 (key: TUTOR_NB_EMBEDDINGS_API_KEY)")
+    serve.add_argument("--embeddings-model", help="the embeddings model at that endpoint")
     serve.add_argument("--replay-delay", type=float, default=0.01, help="seconds between replayed pieces of text")
     return parser
 
@@ -52,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
                           model_api_key=args.model_api_key, model=args.model, record=args.record,
                           cassettes=args.cassettes, token=args.token, exec_timeout=args.exec_timeout,
                           idle_timeout=args.idle_timeout, replay_delay=args.replay_delay,
-                          pool_size=args.pool_size, memory_limit_mb=args.memory_limit_mb or None)
+                          pool_size=args.pool_size, memory_limit_mb=args.memory_limit_mb or None,
+                          embeddings_base_url=args.embeddings_base_url, embeddings_model=args.embeddings_model)
             if args.data_dir is not None:
                 fields["data_dir"] = args.data_dir
             try:

@@ -39,9 +39,15 @@ class Settings:
     memory_limit_mb: int | None = 2048
     poll_after_ms: int = 25
     max_body_mb: int = 64
+    #: an OpenAI-compatible /v1/embeddings endpoint for file search (its key: TUTOR_NB_EMBEDDINGS_API_KEY)
+    embeddings_base_url: str | None = None
+    embeddings_model: str | None = None
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser()
+        if self.embeddings_base_url and not self.embeddings_model:
+            raise RuntimeStartError("An embeddings endpoint needs its model too: pass --embeddings-model NAME "
+                                    "(for example text-embedding-3-small, or nomic-embed-text on Ollama).")
         if self.pool_size < 0:
             raise RuntimeStartError(f"pool_size must be 0 or more (got {self.pool_size}); 0 starts kernels on demand.")
         if self.token is None:

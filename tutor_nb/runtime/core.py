@@ -11,6 +11,8 @@ from .config import Settings
 from .events import RunEvents
 from .http import APIError
 from .runs import Engine
+from .search import open_index
+from .search.stores import VectorStores
 from .store import KINDS, Store
 
 log = logging.getLogger("tutor_nb.runtime")
@@ -36,17 +38,24 @@ class RuntimeCore:
             replay_delay=settings.replay_delay,
         )
         self.engine = Engine(self.store, self.sandbox, self.backend, self.events, exec_timeout=settings.exec_timeout)
+        self.vector_stores = VectorStores(self.store, open_index(
+            self.store.path, embeddings_base_url=settings.embeddings_base_url,
+            embeddings_model=settings.embeddings_model))
 
     async def start(self) -> None:
         ended = self.engine.recover()
         if ended:
             log.warning("marked %d run(s) interrupted by the last shutdown as failed", len(ended))
         await self.sandbox.start()
+        queued = self.vector_stores.start()
+        if queued:
+            log.info("indexing %d vector store file(s) left in progress by the last shutdown", queued)
 
     async def stop(self) -> None:
         await self.engine.close()
         await self.sandbox.close()
         await self.backend.aclose()
+        self.vector_stores.close()
         self.store.close()
 
     def need(self, cls: type, id: str, param: str | None = None) -> Any:

@@ -44,6 +44,12 @@ class FusedIndex:
         for index in self.indexes:
             index.drop(store_id)
 
+    def close(self) -> None:
+        for index in self.indexes:
+            close = getattr(index, "close", None)
+            if close is not None:
+                close()
+
     def search(
         self, store_id: str, query: str, *, limit: int, file_ids: Collection[str] | None = None
     ) -> list[Hit]:

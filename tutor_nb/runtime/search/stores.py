@@ -105,8 +105,12 @@ class VectorStores:
         return len(left)
 
     def close(self) -> None:
+        """Stop the workers: the file being indexed is finished, queued ones wait for the next start."""
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.files.close()
+        close = getattr(self.index, "close", None)
+        if close is not None:
+            close()
 
     # -- stores ----------------------------------------------------------------------------
 
