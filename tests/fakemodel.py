@@ -112,6 +112,34 @@ def math_tutor_script(request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_MARKER = re.compile(r"【(\d+)†([^】]+)】[^\n]*\n([^\n]*)")
+
+
+def librarian_script(request: dict[str, Any]) -> dict[str, Any]:
+    """Answer from the user's files: search first (the question as the query), then cite the best passage.
+
+    Turn 0: call ``file_search`` with the last user message as the query. After its result:
+    answer with the first passage's first line and its marker, as the instructions ask.
+    """
+    messages = request.get("messages", [])
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    question = _text(messages[last_user]) if last_user >= 0 else ""
+    prompt_tokens = _tokens(json.dumps(messages, ensure_ascii=False))
+    results = [_text(m) for m in messages[last_user + 1:] if m.get("role") == "tool"]
+    offered = {t["function"]["name"] for t in request.get("tools") or []}
+    if not results and "file_search" in offered:
+        arguments = json.dumps({"queries": [question]}, ensure_ascii=False)
+        return {"content": None, "tool_calls": [{"name": "file_search", "arguments": arguments}],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": _tokens(arguments)}}
+    found = _MARKER.search(results[-1]) if results else None
+    if found is None:
+        content = "The files do not say."
+    else:
+        content = f"The notes say: {found.group(3).strip()} 【{found.group(1)}†{found.group(2)}】"
+    return {"content": content, "tool_calls": [],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": _tokens(content)}}
+
+
 # --------------------------------------------------------------------------- wire format
 
 

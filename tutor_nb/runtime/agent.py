@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .backends.base import CODE_TOOL, ModelBackend, ModelRequest, TextDelta, ToolCallDelta, Usage
+from .search.tool import SEARCH_TOOL_NAME
 from .toolargs import final_code, partial_code
 from .wire import new_id
 
@@ -34,7 +35,7 @@ class ToolCall:
     """One tool call of a model turn, as its arguments stream in."""
 
     id: str
-    kind: str  # "code_interpreter" or "function"
+    kind: str  # "code_interpreter", "function" or "file_search"
     name: str
     arguments: str = ""
     shown: str = ""  # code already reported through Recorder.call_delta
@@ -64,12 +65,17 @@ class Turn:
     def function_calls(self) -> list[ToolCall]:
         return [c for c in self.calls.values() if c.kind == "function"]
 
+    @property
+    def search_calls(self) -> list[ToolCall]:
+        return [c for c in self.calls.values() if c.kind == "file_search"]
+
 
 class Recorder(Protocol):
     """What one API makes of a loop's events. Methods are called in the order the events happen."""
 
     container: str  # the sandbox key the code runs under (a thread, or a container)
     function_names: set[str]  # tool names that are the client's functions, not the code interpreter
+    searches_files: bool  # whether the model was offered file_search (its calls go to file_search())
 
     def request(self) -> ModelRequest:
         """The next model call (a new turn begins)."""
@@ -98,6 +104,9 @@ class Recorder(Protocol):
     async def functions_called(self, turn: Turn) -> bool:
         """The turn called the client's functions: True once their outputs are in (go on), False to stop."""
 
+    async def file_search(self, turn: Turn, call: ToolCall) -> None:
+        """Run one file_search call of the turn and record it, results included."""
+
 
 class AgentLoop:
     """Drives model turns and tool executions for one recorder at a time (many may run at once)."""
@@ -112,12 +121,14 @@ class AgentLoop:
         """Until the model answers without calling a tool (or the recorder stops at function calls)."""
         for _ in range(self.max_model_calls):
             turn = await self._model_turn(recorder)
+            for call in turn.search_calls:
+                await recorder.file_search(turn, call)
             if turn.code_calls:
                 await self._execute(recorder, turn)
             elif turn.function_calls:
                 if not await recorder.functions_called(turn):
                     return
-            else:
+            elif not turn.search_calls:
                 return
         raise RunFailure(
             f"The model called tools {self.max_model_calls} times without giving an "
@@ -148,7 +159,9 @@ class AgentLoop:
             if delta.name is None and not delta.arguments:
                 return  # wait for the name
             name = delta.name or CODE_TOOL_NAME
-            kind = "function" if name in recorder.function_names else "code_interpreter"
+            kind = ("function" if name in recorder.function_names
+                    else "file_search" if name == SEARCH_TOOL_NAME and getattr(recorder, "searches_files", False)
+                    else "code_interpreter")
             call = turn.calls[delta.index] = ToolCall(id=delta.id or new_id("call"), kind=kind, name=name)
             recorder.call_started(turn, call)
         call.arguments += delta.arguments

@@ -37,10 +37,11 @@ class RuntimeCore:
             model=settings.model, cassettes=settings.cassettes or None, record=settings.record,
             replay_delay=settings.replay_delay,
         )
-        self.engine = Engine(self.store, self.sandbox, self.backend, self.events, exec_timeout=settings.exec_timeout)
         self.vector_stores = VectorStores(self.store, open_index(
             self.store.path, embeddings_base_url=settings.embeddings_base_url,
             embeddings_model=settings.embeddings_model))
+        self.engine = Engine(self.store, self.sandbox, self.backend, self.events, exec_timeout=settings.exec_timeout,
+                             vector_stores=self.vector_stores)
 
     async def start(self) -> None:
         ended = self.engine.recover()

@@ -22,7 +22,7 @@ async def create_assistant(request: Request) -> Response:
         "id": new_id("assistant"), "object": "assistant", "created_at": now(), "model": p["model"],
         "name": p.get("name"), "description": p.get("description"), "instructions": p.get("instructions"),
         "tools": p.get("tools") or [], "metadata": p.get("metadata") or {},
-        "tool_resources": tool_resources(p.get("tool_resources"), p.get("tools")),
+        "tool_resources": tool_resources(rt, p.get("tool_resources"), p.get("tools")),
         "temperature": p.get("temperature", 1.0), "top_p": p.get("top_p", 1.0),
         "response_format": p.get("response_format") or "auto",
     })

@@ -12,7 +12,7 @@ from openai.types.beta.threads import Message, message_create_params, message_up
 from ..core import RuntimeCore
 from ..http import APIError, body, ok, paging
 from ..wire import message_content, new_id, now
-from .common import core, in_thread, updated
+from .common import core, in_thread, index_attachments, updated
 
 router = APIRouter()
 
@@ -36,9 +36,10 @@ def new_message(rt: RuntimeCore, thread_id: str, p: dict[str, Any], run_id: str 
 @router.post("/v1/threads/{thread_id}/messages")
 async def create_message(thread_id: str, request: Request) -> Response:
     rt = core(request)
-    rt.need(Thread, thread_id)
+    thread = rt.need(Thread, thread_id)
     message = new_message(rt, thread_id, await body(request, message_create_params.MessageCreateParams, thread_id=thread_id))
     rt.store.add(message, parent=thread_id)
+    index_attachments(rt, thread, [message])
     return ok(message)
 
 

@@ -12,9 +12,9 @@ from pydantic import BaseModel
 
 from ..core import RuntimeCore
 from ..http import APIError, body, ok, paging, sse
-from ..runs import ACTIVE, RunFailure
+from ..runs import ACTIVE, SEARCH_CONTENT, RunFailure, without_search_content
 from ..wire import new_id, now
-from .common import core, in_thread
+from .common import core, in_thread, index_attachments
 from .messages import new_message
 
 router = APIRouter()
@@ -36,8 +36,10 @@ def new_run(rt: RuntimeCore, thread_id: str, p: dict[str, Any]) -> Run:
     instructions = p.get("instructions") or assistant.instructions or ""
     if p.get("additional_instructions"):
         instructions = (instructions + "\n\n" + p["additional_instructions"]).strip()
-    for extra in p.get("additional_messages") or []:
-        rt.store.add(new_message(rt, thread_id, extra), parent=thread_id)
+    extras = [new_message(rt, thread_id, extra) for extra in p.get("additional_messages") or []]
+    for extra in extras:
+        rt.store.add(extra, parent=thread_id)
+    index_attachments(rt, rt.need(Thread, thread_id), extras)
     created = now()
     run = Run.model_validate({
         "id": new_id("run"), "object": "thread.run", "created_at": created, "thread_id": thread_id,
@@ -142,7 +144,10 @@ async def submit_tool_outputs(thread_id: str, run_id: str, request: Request) -> 
 async def list_steps(thread_id: str, run_id: str, request: Request) -> Response:
     rt = core(request)
     in_thread(rt.need(Run, run_id), thread_id)
-    return ok(rt.store.page(RunStep, run_id, **paging(request)).to_wire())
+    page = rt.store.page(RunStep, run_id, **paging(request))
+    if not _includes_search_content(request):
+        page.data = [without_search_content(step) for step in page.data]  # type: ignore[arg-type]
+    return ok(page.to_wire())
 
 
 @router.get("/v1/threads/{thread_id}/runs/{run_id}/steps/{step_id}")
@@ -150,4 +155,14 @@ async def get_step(thread_id: str, run_id: str, step_id: str, request: Request) 
     step = in_thread(core(request).need(RunStep, step_id), thread_id)
     if step.run_id != run_id:
         raise APIError(404, f"Run step {step_id} does not belong to run {run_id}.", code="not_found")
-    return ok(step)
+    return ok(step if _includes_search_content(request) else without_search_content(step))
+
+
+def _includes_search_content(request: Request) -> bool:
+    """Whether ``include[]`` asks for the text of file search results (the SDK sends ``include[]=...``)."""
+    asked = request.query_params.getlist("include[]") + request.query_params.getlist("include")
+    unknown = [value for value in asked if value != SEARCH_CONTENT]
+    if unknown:
+        raise APIError(400, f"Invalid value for 'include': {unknown[0]!r}; the one value is {SEARCH_CONTENT!r}.",
+                       param="include", code="invalid_value")
+    return bool(asked)

@@ -10,7 +10,7 @@ from openai.types.beta import Assistant, Thread, thread_create_and_run_params, t
 from ..core import RuntimeCore
 from ..http import body, ok
 from ..wire import new_id, now
-from .common import check_files, core, tool_resources, updated
+from .common import check_files, core, index_attachments, tool_resources, updated
 from .messages import new_message
 from .runs import new_run, start
 
@@ -21,13 +21,14 @@ def new_thread(rt: RuntimeCore, p: dict[str, Any]) -> Thread:
     """A thread and the messages it was created with, stored."""
     thread = Thread.model_validate({
         "id": new_id("thread"), "object": "thread", "created_at": now(),
-        "metadata": p.get("metadata") or {}, "tool_resources": tool_resources(p.get("tool_resources")),
+        "metadata": p.get("metadata") or {}, "tool_resources": tool_resources(rt, p.get("tool_resources")),
     })
     check_files(rt, thread.tool_resources)
     messages = [new_message(rt, thread.id, m) for m in p.get("messages") or []]
     rt.store.add(thread)
     for message in messages:
         rt.store.add(message, parent=thread.id)
+    index_attachments(rt, thread, messages)
     return thread
 
 

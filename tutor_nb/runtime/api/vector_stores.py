@@ -15,7 +15,8 @@ from openai.types import vector_store_create_params, vector_store_search_params,
 from openai.types.vector_stores import file_batch_create_params, file_create_params, file_update_params
 
 from ..http import APIError, body, ok, paging
-from ..search.stores import VectorStoreError, VectorStores
+from ..search.stores import VectorStores
+from .common import answer as _answer
 from .common import core
 
 router = APIRouter()
@@ -24,13 +25,6 @@ T = TypeVar("T")
 
 def _stores(request: Request) -> VectorStores:
     return core(request).vector_stores
-
-
-def _answer(fn: Callable[..., T], *args: Any) -> T:
-    try:
-        return fn(*args)
-    except VectorStoreError as exc:
-        raise APIError(exc.status, exc.message, param=exc.param, code=exc.code) from None
 
 
 async def _answer_later(fn: Callable[..., T], *args: Any) -> T:

@@ -2,5 +2,6 @@
 
 from ..agent import RunFailure
 from .engine import ACTIVE, TERMINAL, Engine, RunTiming
+from .recorder import SEARCH_CONTENT, without_search_content
 
-__all__ = ["ACTIVE", "TERMINAL", "Engine", "RunFailure", "RunTiming"]
+__all__ = ["ACTIVE", "SEARCH_CONTENT", "TERMINAL", "Engine", "RunFailure", "RunTiming", "without_search_content"]

@@ -75,8 +75,10 @@ class Engine:
         *,
         max_model_calls: int = 12,
         exec_timeout: float | None = None,
+        vector_stores: Any = None,
     ) -> None:
         self.store, self.sandbox, self.backend, self.events = store, sandbox, backend, events
+        self.vector_stores = vector_stores  # what file_search searches (search.stores.VectorStores)
         self.loop = AgentLoop(backend, sandbox, max_model_calls=max_model_calls, exec_timeout=exec_timeout)
         self.histories = ThreadHistories(store)
         self._tasks: dict[str, asyncio.Task] = {}

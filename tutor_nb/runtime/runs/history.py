@@ -10,6 +10,7 @@ from typing import Any
 from openai.types.beta.threads import Run
 
 from ..agent import CODE_TOOL_NAME
+from ..search.tool import SEARCH_TOOL_NAME, Source, model_text
 from ..store import Store
 from ..wire import message_text
 
@@ -59,6 +60,7 @@ def _chat_messages(rows: list[tuple[int, str, dict[str, Any]]]) -> list[dict[str
     """Messages and steps (whole runs: a message_creation step and its message go together)."""
     out: list[dict[str, Any]] = []
     by_id = {obj["id"]: obj for _, kind, obj in rows if kind == "message"}
+    shown: dict[str, int] = {}  # run id -> passages its searches have numbered so far
     for _, kind, obj in rows:
         if kind == "message" and (obj["role"] == "user" or obj.get("run_id") is None):
             out.append({"role": obj["role"], "content": message_text(obj)})
@@ -67,11 +69,19 @@ def _chat_messages(rows: list[tuple[int, str, dict[str, Any]]]) -> list[dict[str
             if message is not None and message_text(message):
                 out.append({"role": "assistant", "content": message_text(message)})
         elif kind == "run step" and obj["step_details"]["type"] == "tool_calls":
-            out += _tool_messages(obj)
+            out += _tool_messages(obj, shown)
     return out
 
 
-def _tool_messages(step: dict[str, Any]) -> list[dict[str, Any]]:
+def _json_list(text: str) -> list[str]:
+    try:
+        value = json.loads(text)
+    except ValueError:  # cut at 512 characters
+        return []
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _tool_messages(step: dict[str, Any], shown: dict[str, int]) -> list[dict[str, Any]]:
     """A tool_calls step (its wire dict) as the assistant's tool calls and the tools' answers."""
     calls, results = [], []
     for call in step["step_details"]["tool_calls"]:
@@ -90,6 +100,16 @@ def _tool_messages(step: dict[str, Any]) -> list[dict[str, Any]]:
             function = call["function"]
             calls.append({"id": call["id"], "type": "function", "function": {"name": function["name"], "arguments": function["arguments"]}})
             result = function.get("output") or f"(no output: step {step['status']})"
+        elif call["type"] == "file_search":
+            queries = (step.get("metadata") or {}).get("file_search_queries") or "[]"
+            arguments = json.dumps({"queries": _json_list(queries)}, ensure_ascii=False)
+            calls.append({"id": call["id"], "type": "function", "function": {"name": SEARCH_TOOL_NAME, "arguments": arguments}})
+            start = shown.get(step["run_id"], 0)
+            found = call["file_search"].get("results") or []
+            shown[step["run_id"]] = start + len(found)
+            result = model_text([Source(start + i, r["file_id"], r["file_name"], r["score"],
+                                        "".join(c.get("text") or "" for c in r.get("content") or []))
+                                 for i, r in enumerate(found)])
         else:
             continue
         results.append({"role": "tool", "tool_call_id": call["id"], "content": result})

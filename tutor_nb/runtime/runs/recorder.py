@@ -7,11 +7,13 @@ clients something that was not kept.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from openai.types.beta import Assistant, Thread
 from openai.types.beta.threads import Message, Run
 from openai.types.beta.threads.run import RequiredAction
 from openai.types.beta.threads.run import Usage as RunUsage
@@ -19,12 +21,51 @@ from openai.types.beta.threads.runs import RunStep, run_step
 
 from ..agent import RunFailure, ToolCall, Turn
 from ..backends.base import CODE_TOOL, ModelRequest, Usage
+from ..search.session import FileSearchFailed, FileSearchSession
+from ..search.tool import INSTRUCTIONS as SEARCH_INSTRUCTIONS
+from ..search.tool import SEARCH_TOOL
 from ..wire import new_id, now, text_block
 
 if TYPE_CHECKING:
     from .engine import Engine
 
 _FILE_MENTION = re.compile(r"(?:sandbox:)?/mnt/data/([^\s)\]\"'`<>]+)")
+#: the include[] value that asks for the text of file search results in run steps
+SEARCH_CONTENT = "step_details.tool_calls[*].file_search.results[*].content"
+#: where a file_search step keeps the model's queries (the Assistants step object has no field for them)
+QUERIES_KEY = "file_search_queries"
+
+
+def without_search_content(step: RunStep) -> RunStep:
+    """The step as OpenAI answered it unless include[] asked for results' content: the content left out."""
+    details = step.step_details
+    if details.type != "tool_calls" or not any(c.type == "file_search" for c in details.tool_calls):
+        return step
+    copy = step.model_copy(deep=True)
+    for call in copy.step_details.tool_calls:  # type: ignore[union-attr]
+        if call.type == "file_search":
+            for result in call.file_search.results or []:
+                result.content = None
+    return copy
+
+
+def search_session(engine: "Engine", run: Run) -> FileSearchSession | None:
+    """The run's file searches: its file_search tool over the assistant's and the thread's stores."""
+    tool = next((t for t in run.tools if t.type == "file_search"), None)
+    if tool is None or getattr(engine, "vector_stores", None) is None:
+        return None
+    ids: list[str] = []
+    for owner in (engine.store.get(Assistant, run.assistant_id), engine.store.get(Thread, run.thread_id)):
+        resources = getattr(owner, "tool_resources", None)
+        search = getattr(resources, "file_search", None) if resources else None
+        ids += list(getattr(search, "vector_store_ids", None) or [])
+    if not ids:
+        return None
+    options = tool.file_search
+    ranking = options.ranking_options if options else None
+    return FileSearchSession(engine.vector_stores, ids, max_num_results=options.max_num_results if options else None,
+                             score_threshold=ranking.score_threshold if ranking else None,
+                             ranker=ranking.ranker if ranking else None)
 
 
 @dataclass
@@ -53,8 +94,11 @@ class RunRecorder:
         self.store, self.events = engine.store, engine.events
         self.container = run.thread_id
         self.function_names = {t.function.name for t in run.tools if t.type == "function"}
+        self.search = search_session(engine, run)
+        self.searches_files = self.search is not None
         self.state = _RunState()
         self.parts = _TurnParts()
+        self._question = ""
 
     # -- a model turn ------------------------------------------------------------------------
 
@@ -62,10 +106,11 @@ class RunRecorder:
         self.parts = _TurnParts()
         run = self.run
         messages: list[dict[str, Any]] = []
-        system = (run.instructions or "") + self._file_note()
+        system = (run.instructions or "") + self._file_note() + (SEARCH_INSTRUCTIONS if self.search else "")
         if system.strip():
             messages.append({"role": "system", "content": system.strip()})
         messages += self.engine.histories.messages(run)
+        self._question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "") or ""
         tools: list[dict[str, Any]] = []
         if run.tool_choice != "none":
             for tool in run.tools:
@@ -73,6 +118,8 @@ class RunRecorder:
                     tools.append(CODE_TOOL)
                 elif tool.type == "function":
                     tools.append({"type": "function", "function": tool.function.model_dump(exclude_none=True)})
+                elif tool.type == "file_search" and self.search is not None:
+                    tools.append(SEARCH_TOOL)
         return ModelRequest(
             model=run.model, messages=messages, tools=tools, temperature=run.temperature,
             top_p=run.top_p, max_tokens=run.max_completion_tokens,
@@ -150,6 +197,8 @@ class RunRecorder:
         parts, state = self.parts, self.state
         assert parts.message is not None and parts.message_step is not None
         annotations = self._file_annotations(turn.text)
+        if self.search is not None:
+            annotations = sorted(annotations + self.search.citations(turn.text), key=lambda a: a["start_index"])
         if annotations:
             self._message_delta(parts.message, [{"index": parts.text_index, "type": "text", "text": {
                 "annotations": [dict(a, index=i) for i, a in enumerate(annotations)]}}])
@@ -255,6 +304,29 @@ class RunRecorder:
         step.status, step.completed_at = "completed", now()
         self.store.save(step)
         self.events.publish(self.run.id, "thread.run.step.completed", step)
+
+    async def file_search(self, turn: Turn, call: ToolCall) -> None:
+        """A ``file_search`` tool_calls step: the search, its ranking options and its results."""
+        assert self.search is not None
+        step = self._new_step({"type": "tool_calls", "tool_calls": [
+            {"id": call.id, "type": "file_search", "file_search": {"ranking_options": self.search.ranking_options,
+                                                                    "results": []}}]})
+        try:
+            queries, sources = await self.search.search(call.arguments, fallback=self._question)
+        except FileSearchFailed as exc:
+            raise RunFailure(str(exc)) from None
+        results = [{"file_id": s.file_id, "file_name": s.filename, "score": s.score,
+                    "content": [{"type": "text", "text": s.text}]} for s in sources]
+        step = RunStep.model_validate({**step.model_dump(), "status": "completed", "completed_at": now(),
+                                       "metadata": {QUERIES_KEY: json.dumps(queries, ensure_ascii=False)[:512]},
+                                       "step_details": {"type": "tool_calls", "tool_calls": [
+                                           {"id": call.id, "type": "file_search", "file_search": {
+                                               "ranking_options": self.search.ranking_options,
+                                               "results": results}}]}})
+        if not turn.code_calls and call is turn.search_calls[0]:
+            self._step_usage(step, turn.usage)
+        self.store.save(step)
+        self.events.publish(self.run.id, "thread.run.step.completed", without_search_content(step))
 
     async def functions_called(self, turn: Turn) -> bool:
         """Pause the run in ``requires_action`` until the client submits the functions' outputs."""

@@ -1,0 +1,99 @@
+"""The ``file_search`` tool as a chat model sees it, and the citations its answers carry.
+
+A model is offered one function, ``file_search(queries)``. Its results come back numbered, each
+with a source marker like ``【3†week2.pdf】``, and the model is told to copy the marker of each
+source it uses next to the claim. OpenAI's models wrote such markers (``【4:0†source】``) and the
+API kept them in the text, with a ``file_citation`` annotation over each one; this runtime does
+the same, so code written for OpenAI's answers (the Cookbook replaces each annotation's text with
+a footnote) works unchanged. Both marker forms are read.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+SEARCH_TOOL_NAME = "file_search"
+DEFAULT_MAX_RESULTS = 20  # OpenAI's default for file_search
+MAX_QUERIES = 5
+
+SEARCH_TOOL = {
+    "type": "function",
+    "function": {
+        "name": SEARCH_TOOL_NAME,
+        "description": (
+            "Search the files the user uploaded (course notes, documents) for passages relevant to the "
+            "question. Use several short keyword queries, in the language of the files, to cover "
+            "different wordings. Returns numbered passages with their file names."
+        ),
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "queries": {"type": "array", "items": {"type": "string"},
+                            "description": f"1 to {MAX_QUERIES} search queries"},
+            },
+            "required": ["queries"],
+        },
+    },
+}
+
+#: added to the instructions of a run or response that can search files
+INSTRUCTIONS = (
+    "\n\nYou can search the user's files with the file_search tool. When you use a passage it returns, "
+    "cite it by copying its marker, for example 【0†notes.md】, right after the sentence it supports. "
+    "Answer from the passages; say so when they do not contain the answer."
+)
+
+_MARKER = re.compile(r"【(\d+)(?::(\d+))?†([^】\n]{0,200})】")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A passage shown to the model: its number in the run or response, and where it came from."""
+
+    number: int
+    file_id: str
+    filename: str
+    score: float
+    text: str
+
+
+def queries_of(arguments: str, fallback: str = "") -> list[str]:
+    """The queries a model's ``file_search`` call asked for (a lone ``query`` string is taken too)."""
+    try:
+        parsed = json.loads(arguments or "{}")
+    except ValueError:
+        parsed = {}
+    if isinstance(parsed, dict):
+        raw = parsed.get("queries", parsed.get("query"))
+    else:
+        raw = parsed
+    if isinstance(raw, str):
+        raw = [raw]
+    queries = [q.strip() for q in raw or [] if isinstance(q, str) and q.strip()]
+    return queries[:MAX_QUERIES] or ([fallback] if fallback.strip() else [])
+
+
+def model_text(sources: Sequence[Source]) -> str:
+    """The tool's answer to the model: each passage under its marker."""
+    if not sources:
+        return "No passages matched. Try other words, or answer that the files do not say."
+    return "\n\n".join(f"【{s.number}†{s.filename}】 (score {s.score:.2f})\n{s.text}" for s in sources)
+
+
+def citations(text: str, sources: dict[int, Source]) -> list[dict[str, Any]]:
+    """``file_citation`` annotations for the markers in an answer that name a source it was shown.
+
+    ``【n†name】`` is source n; OpenAI's ``【m:n†source】`` form is read as source n too.
+    """
+    annotations = []
+    for match in _MARKER.finditer(text):
+        number = int(match.group(2) if match.group(2) is not None else match.group(1))
+        source = sources.get(number)
+        if source is None:
+            continue
+        annotations.append({"type": "file_citation", "text": match.group(0), "start_index": match.start(),
+                            "end_index": match.end(), "file_citation": {"file_id": source.file_id}})
+    return annotations
