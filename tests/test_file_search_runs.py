@@ -225,3 +225,28 @@ def test_streaming_a_run_shows_the_search_step_without_content(client, notes) ->
     call = step.step_details.tool_calls[0]
     assert call.type == "file_search" and call.file_search.results[0].file_id == notes["pdf"]
     assert call.file_search.results[0].content is None
+
+
+def test_search_calls_and_show_json_show_the_query_and_hits(client, notes, capsys) -> None:
+    import tutor_nb
+
+    assistant = client.beta.assistants.create(model="gpt-4o", tools=[{"type": "file_search"}],
+                                              tool_resources={"file_search": {"vector_store_ids": [notes["vs"]]}})
+    thread, run = ask(client, assistant.id, "greatest common divisor")
+    steps = client.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id, include=[SEARCH_CONTENT])
+    (call,) = tutor_nb.search_calls(steps)
+    assert call.queries == ["greatest common divisor"] and call.status == "completed" and call.run_id == run.id
+    assert call.hits[0].filename == "week2.pdf" and "divisor" in call.hits[0].text
+    shown = str(call)
+    assert "queries: greatest common divisor" in shown and "week2.pdf" in shown and "0." in shown
+    assert "<table>" in call._repr_mimebundle_()["text/html"]
+    # saved as JSON, and without content: the hits still show, with a hint on how to get their text
+    bare = client.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id)
+    (saved,) = tutor_nb.search_calls(bare.model_dump_json())
+    assert saved.hits[0].text == "" and "include=" in str(saved)
+    tutor_nb.show_json(steps)
+    printed = capsys.readouterr().out
+    assert '"type": "file_search"' in printed and "queries: greatest common divisor" in printed
+    with pytest.raises(tutor_nb.searches.NoSearchCallsError, match="run steps"):
+        tutor_nb.search_calls(assistant)
+    assert tutor_nb.search_calls(client.beta.threads.messages.list(thread_id=thread.id)) == []

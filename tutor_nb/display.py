@@ -130,15 +130,28 @@ def show_json(obj: Any, *, expanded: bool = False) -> None:
         bundle, metadata = json_bundle(obj, expanded=expanded)
     except Exception as error:  # never let a display helper break a learner's cell
         bundle, metadata = {"text/plain": f"{safe_repr(obj)}\n(show_json could not convert it: {error})"}, {}
+    searches = _search_calls(obj)
     try:
         if current_shell() is not None:
             from IPython.display import display
 
             display(bundle, raw=True, metadata=metadata)
+            for call in searches:  # what was searched and found, readable at a glance
+                display(call)
             return
     except Exception:
         pass
-    print(bundle["text/plain"])
+    print("\n\n".join([bundle["text/plain"], *map(str, searches)]))
+
+
+def _search_calls(obj: Any) -> list:
+    """The file_search calls in ``obj`` (run steps, a Response), or [] for anything else."""
+    try:
+        from .searches import search_calls
+
+        return search_calls(obj)
+    except Exception:
+        return []
 
 
 # -- show_message ------------------------------------------------------------------------
