@@ -1,9 +1,10 @@
-"""Benchmark: 2,000 text deltas streamed into a ChatPanel.
+"""Benchmark: 2,000 text deltas, then 2,000 live log deltas, streamed into a ChatPanel.
 
 Measures what the kernel pays per delta (applying it to the transcript, in the run's worker
 thread) and how many widget messages reach the front end per second of streaming: the panel
-coalesces updates to at most ~20 a second whatever the delta rate. Widget messages are counted
-at ipywidgets' single exit point, ``Widget._send``.
+coalesces updates to at most ~20 a second whatever the delta rate, also while a running step's
+logs stream in (one line per delta, as the runtime sends them while code runs). Widget messages
+are counted at ipywidgets' single exit point, ``Widget._send``.
 
     python bench/panel_stream.py [--deltas 2000] [--rate 1000]
 
@@ -77,15 +78,37 @@ def deltas(count: int, rate: float | None) -> Iterator[Any]:
     yield ev.event("thread.run.completed", ev.run("completed", usage={"prompt_tokens": 1, "completion_tokens": count, "total_tokens": count + 1}))
 
 
-def measure(count: int, rate: float | None, meter: Meter) -> dict[str, Any]:
+def log_deltas(count: int, rate: float | None) -> Iterator[Any]:
+    """A code step whose logs stream in, one printed line per delta, while it runs."""
+    code = "for i in range(2000):\n    print(i)"
+    yield ev.event("thread.run.created", ev.run("queued"))
+    yield ev.event("thread.run.in_progress", ev.run("in_progress"))
+    yield ev.event("thread.run.step.created", ev.code_step("in_progress", "", []))
+    yield ev.code_delta(code)
+    yield ev.event("thread.run.step.in_progress", ev.code_step("in_progress", code, []))
+    start = time.perf_counter()
+    for i in range(count):
+        if rate:
+            lag = start + i / rate - time.perf_counter()
+            if lag > 0:
+                time.sleep(lag)
+        yield ev.code_delta(outputs=[{"index": 0, "type": "logs", "logs": f"{i}\n"}])
+    logs = "".join(f"{i}\n" for i in range(count))
+    yield ev.event("thread.run.step.completed", ev.code_step("completed", code, [{"type": "logs", "logs": logs}]))
+    yield ev.event("thread.run.completed", ev.run("completed", usage={"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}))
+
+
+def measure(count: int, rate: float | None, meter: Meter, source: Any = None) -> dict[str, Any]:
+    source = source or deltas
     panel = ChatPanel(client=object())
-    events = list(deltas(count, None)) if rate is None else None
+    events = list(source(count, None)) if rate is None else None
     meter.reset()
     begin = time.perf_counter()
-    panel.play("bench", iter(events) if events is not None else deltas(count, rate))
+    panel.play("bench", iter(events) if events is not None else source(count, rate))
     entry = panel.wait(timeout=600)
     elapsed = time.perf_counter() - begin
-    assert entry["status"] == "completed" and entry["text"].count(" ") >= count
+    assert entry["status"] == "completed"
+    assert entry["text"].count(" ") >= count if source is deltas else entry["steps"][0]["logs"].count("\n") == count
     return {
         "deltas": count,
         "delta_rate_per_s": rate or round(count / elapsed),
@@ -118,6 +141,7 @@ def main() -> None:
         "ipywidgets": W.__version__,
         "as_fast_as_possible": measure(args.deltas, None, meter),
         "paced": measure(args.deltas, args.rate, meter),
+        "live_logs_paced": measure(args.deltas, args.rate, meter, log_deltas),
     }
     line = json.dumps(result, ensure_ascii=False)
     print(json.dumps(result, ensure_ascii=False, indent=2))

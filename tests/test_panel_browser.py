@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -314,6 +315,27 @@ def test_suggestion_chip_and_copy_to_cell(front_end):
             page.screenshot(path=str(ARTIFACTS / f"panel-copy-{kind}.png"), full_page=False)
             if os.environ.get("TUTOR_NB_UPDATE_DOCS") == "1":
                 page.screenshot(path=str(REPO / "docs" / f"panel-copy-{kind}.png"), full_page=False)
+
+            # live output: what the code prints shows under it while it runs, and stays when stopped
+            textarea = panel.locator("textarea")
+            logs_before = panel.locator(".tnb-logs").count()
+            textarea.fill(ev.SLOW_CASSETTE["turns"][0]["user"])
+            panel.get_by_role("button", name="Send").click()
+            expect(panel.locator(".tnb-logs")).to_have_count(logs_before + 1, timeout=60_000)
+            live = panel.locator(".tnb-logs").last
+            expect(live).to_contain_text(re.compile(r"^1\s+2\s+3\b"), timeout=30_000)
+            assert "running code" in panel.locator(".tnb-status").inner_text()
+            expect(panel.locator(".tnb-code").last).to_contain_text("time.sleep")
+            mid_run = live.inner_text()
+            expect(live).not_to_have_text(mid_run, timeout=5_000)  # and it keeps growing
+            panel.locator(".lm-AccordionPanel, .p-AccordionPanel, .widget-accordion").last.screenshot(
+                path=str(ARTIFACTS / f"panel-live-{kind}.png"))
+            if os.environ.get("TUTOR_NB_UPDATE_DOCS") == "1":
+                panel.screenshot(path=str(REPO / "docs" / f"panel-live-{kind}.png"))
+            panel.get_by_role("button", name="Stop").click()
+            expect(panel.locator(".tnb-status")).to_contain_text("stopped", timeout=20_000)
+            assert live.inner_text().startswith(mid_run.strip().split("\n")[0])
+            assert len(live.inner_text()) >= len(mid_run), "the stopped step lost what it printed"
         finally:
             browser.close()
 

@@ -95,6 +95,9 @@ class Recorder(Protocol):
     def execution_started(self, turn: Turn, call: ToolCall) -> None:
         """A code call is about to run in the sandbox."""
 
+    def execution_output(self, turn: Turn, call: ToolCall, logs: str) -> None:
+        """Optional: the logs so far of a code call still running (a recorder without it gets none)."""
+
     def execution_done(self, turn: Turn, call: ToolCall, result: Any, seconds: float) -> None:
         """A code call ran; ``result`` is the sandbox's ``Execution``."""
 
@@ -174,9 +177,13 @@ class AgentLoop:
             recorder.call_delta(turn, call, delta.arguments)
 
     async def _execute(self, recorder: Recorder, turn: Turn) -> None:
+        live = getattr(recorder, "execution_output", None)  # optional: not every recorder streams logs
         for call in turn.code_calls:
             recorder.execution_started(turn, call)
             begin = time.perf_counter()
-            result = await self.sandbox.execute(recorder.container, call.code, timeout=self.exec_timeout)
+            options: dict[str, Any] = {"timeout": self.exec_timeout}
+            if live is not None:
+                options["on_output"] = lambda logs, call=call: live(turn, call, logs)
+            result = await self.sandbox.execute(recorder.container, call.code, **options)
             recorder.execution_done(turn, call, result, time.perf_counter() - begin)
         recorder.executions_done(turn)

@@ -84,6 +84,7 @@ class _RunState:
 
     images: list[str] = field(default_factory=list)  # file ids not yet shown in a message
     files: dict[str, str] = field(default_factory=dict)  # file name -> file id made by code
+    live: dict[str, str] = field(default_factory=dict)  # call id -> logs streamed while it runs
 
 
 class RunRecorder:
@@ -270,8 +271,30 @@ class RunRecorder:
 
     # -- tools -------------------------------------------------------------------------------
 
+    # Beyond OpenAI, which sent a code call's outputs only once it had run: the step is announced
+    # ``in_progress`` again (with its code) when the code starts, and the logs stream as step
+    # deltas while it runs. Each delta carries only new text, so a client that accumulates deltas
+    # (the SDKs' stream helpers) ends with exactly the completed step; the final delta then adds
+    # what is left of the logs, and the images.
+
     def execution_started(self, turn: Turn, call: ToolCall) -> None:
-        pass  # the step already shows the call in progress
+        step = self.parts.tool_step
+        assert step is not None
+        self.events.publish(self.run.id, "thread.run.step.in_progress", step)
+
+    def execution_output(self, turn: Turn, call: ToolCall, logs: str) -> None:
+        step = self.parts.tool_step
+        assert step is not None
+        sent = self.state.live.get(call.id, "")
+        if not logs.startswith(sent) or len(logs) == len(sent):
+            return
+        self.state.live[call.id] = logs
+        position = self._code_position(turn, call)
+        stored = step.step_details.tool_calls[position].code_interpreter  # type: ignore[union-attr]
+        stored.outputs = [type(stored).model_validate({"input": "", "outputs": [{"type": "logs", "logs": logs}]}).outputs[0]]
+        self.store.save(step)  # a stopped step keeps what it printed
+        self._step_delta(step, [{"index": position, "type": "code_interpreter",
+                                 "code_interpreter": {"outputs": [{"index": 0, "type": "logs", "logs": logs[len(sent):]}]}}])
 
     def execution_done(self, turn: Turn, call: ToolCall, result: Any, seconds: float) -> None:
         step = self.parts.tool_step
@@ -280,6 +303,7 @@ class RunRecorder:
         if timing is not None:
             timing.kernel += seconds
         position = self._code_position(turn, call)
+        sent = self.state.live.pop(call.id, "")
         outputs: list[dict[str, Any]] = []
         if result.logs:
             outputs.append({"type": "logs", "logs": result.logs})
@@ -294,9 +318,12 @@ class RunRecorder:
         stored = step.step_details.tool_calls[position].code_interpreter  # type: ignore[union-attr]
         stored.outputs = [type(stored).model_validate({"input": "", "outputs": [o]}).outputs[0] for o in outputs]
         self.store.save(step)
-        if outputs:
-            self._step_delta(step, [{"index": position, "type": "code_interpreter",
-                                     "code_interpreter": {"outputs": [dict(o, index=i) for i, o in enumerate(outputs)]}}])
+        news = [dict(o, index=i) for i, o in enumerate(outputs)]
+        if sent and news and news[0]["type"] == "logs":
+            rest = news[0]["logs"][len(sent):] if news[0]["logs"].startswith(sent) else ""
+            news = ([dict(news[0], logs=rest)] if rest else []) + news[1:]
+        if news:
+            self._step_delta(step, [{"index": position, "type": "code_interpreter", "code_interpreter": {"outputs": news}}])
 
     def executions_done(self, turn: Turn) -> None:
         step = self.parts.tool_step

@@ -74,6 +74,15 @@ class Capture:
             tb = content.get("traceback") or [f"{self.ename}: {self.evalue}"]
             self.add_text("\n".join(tb) + "\n")
 
+    def live(self, workdir: Path) -> str:
+        """The whole lines printed so far, as :meth:`logs` will show them (to stream while it runs).
+
+        Only whole lines, so a path split across two writes is mapped before it is sent; what
+        this returns is always the start of what ``logs`` returns at the end.
+        """
+        text = "".join(self.parts)
+        return text[: text.rfind("\n") + 1].replace(str(workdir), "/mnt/data")
+
     def logs(self, workdir: Path) -> str:
         text = "".join(self.parts)
         if self.truncated:

@@ -10,16 +10,20 @@ execution to its end and says how it ended; ``pool`` owns the kernels, ``kernel`
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import re
 import signal
 from pathlib import Path
+from typing import Callable
 
 from tutor_nb.runtime import limits
 
 from .capture import Capture, Execution, Status
 from .kernel import POLL, REAP_CODE, Kernel, KernelLauncher
 from .pool import KernelPool
+
+log = logging.getLogger(__name__)
 
 THREAD_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 MNT_DATA = re.compile(r"/mnt/data(?![\w.-])")
@@ -117,25 +121,40 @@ class Sandbox:
 
     # -- executing ---------------------------------------------------------------------------
 
-    async def execute(self, thread_id: str, code: str, *, timeout: float | None = None) -> Execution:
-        """Run code in the thread's kernel and report what it printed, drew, wrote and how it ended."""
+    async def execute(self, thread_id: str, code: str, *, timeout: float | None = None,
+                      on_output: Callable[[str], None] | None = None) -> Execution:
+        """Run code in the thread's kernel and report what it printed, drew, wrote and how it ended.
+
+        ``on_output`` hears the logs so far (whole lines) while the code runs, at most every
+        ``LIVE_INTERVAL`` seconds, and once more if the execution is cancelled.
+        """
         workdir = self.workdir(thread_id)
         limit = self.timeout if timeout is None else timeout
         lock = self.pool.lock(thread_id)
         async with lock:
             try:
-                return await self._execute(thread_id, workdir, code, limit)
+                return await self._execute(thread_id, workdir, code, limit, on_output)
             finally:
                 self._interrupts.discard(thread_id)
 
-    async def _execute(self, thread_id: str, workdir: Path, code: str, limit: float) -> Execution:
+    async def _execute(self, thread_id: str, workdir: Path, code: str, limit: float,
+                       on_output: Callable[[str], None] | None = None) -> Execution:
         await self.start()
         kernel = await self.pool.kernel_for(thread_id, workdir)
         lost = self.pool.lost.pop(thread_id, None)
         before = limits.snapshot(workdir)
         out = Capture(self.max_log_chars)
         code = MNT_DATA.sub(lambda _: str(workdir), code)
-        ending = await self._run(kernel, code, out, limit)
+        watcher = asyncio.create_task(_watch(out, workdir, on_output)) if on_output else None
+        try:
+            ending = await self._run(kernel, code, out, limit)
+        except asyncio.CancelledError:
+            if on_output is not None:  # a stopped step keeps what it printed
+                _tell(on_output, out.live(workdir))
+            raise
+        finally:
+            if watcher is not None:
+                watcher.cancel()
         status, error = await self._conclude(kernel, ending, out, limit)
         after = limits.snapshot(workdir)
         status, error = self._enforce_workdir_cap(before, after, workdir, out, status, error)
@@ -343,3 +362,24 @@ def _being_cancelled() -> bool:
     task = asyncio.current_task()
     cancelling = getattr(task, "cancelling", None)  # Python 3.11+
     return bool(cancelling()) if cancelling is not None else False
+
+
+#: How often a running execution's new output is passed on (the panel draws at most 20 times a second).
+LIVE_INTERVAL = 0.1
+
+
+async def _watch(out: Capture, workdir: Path, on_output: Callable[[str], None]) -> None:
+    """Pass on the logs so far whenever they have grown, until cancelled."""
+    sent = 0
+    while True:
+        await asyncio.sleep(LIVE_INTERVAL)
+        if out.size != sent:
+            sent = out.size
+            _tell(on_output, out.live(workdir))
+
+
+def _tell(on_output: Callable[[str], None], logs: str) -> None:
+    try:
+        on_output(logs)
+    except Exception:  # a listener's failure must never break the execution
+        log.exception("live output listener failed")
