@@ -197,6 +197,27 @@ def test_panel_notebook_renders_the_panel_and_its_transcript_holds_the_answer(ex
     assert "Use code to divide 10 by each number in 5, 2, 0, 1" in shown_text(tagged(nb, "suggestions"))
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_file_search_notebook_indexes_searches_and_cites_the_course_notes(executed):
+    nb = executed("05_file_search")
+    assert "now: completed FileCounts(cancelled=0, completed=3, failed=0, in_progress=0, total=3)" in shown_text(
+        tagged(nb, "store"))
+    assert "failed - unsupported_file" in shown_text(tagged(nb, "unsupported"))
+    assert shown_text(tagged(nb, "search")).split()[1] == "week2_euclid.pdf"
+    assert shown_text(tagged(nb, "korean-search")).split()[1] == "week3_fibonacci_ko.txt"
+    filtered = shown_text(tagged(nb, "filters")).split("week 2 and later:")
+    assert "week1_recursion.md" in filtered[0] and "week1_recursion.md" not in filtered[1]
+    search = tagged(nb, "search-calls").outputs[0].data
+    assert "<table>" in search["text/html"] and "week2_euclid.pdf" in search["text/plain"]
+    assert "queries: Euclidean algorithm greatest common divisor" in search["text/plain"]
+    answer = shown_text(tagged(nb, "answer"))
+    assert "[0]" in answer and "【" not in answer and answer.rstrip().endswith("[0] week2_euclid.pdf")
+    assert "cites: week3_fibonacci_ko.txt" in shown_text(tagged(nb, "korean-run"))
+    misses = shown_text(tagged(nb, "misses"))
+    assert "'golden ratio'" in misses and "nothing found" in misses
+
+
 # -- the same notebooks with a live model (slow) ------------------------------------------------
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ _EXPORTS = {
     "CodeCall": "tutor_nb.calls",
     "code_calls": "tutor_nb.calls",
     "last_code": "tutor_nb.calls",
+    "course_notes": "tutor_nb.lessons",
     "SearchCall": "tutor_nb.searches",
     "search_calls": "tutor_nb.searches",
     "rerun": "tutor_nb.local_run",
@@ -56,6 +57,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from .calls import CodeCall, code_calls, last_code
     from .client import connect
+    from .lessons import course_notes
     from .searches import SearchCall, search_calls
     from .display import show_json, show_message
     from .errors import MissingAPIKeyError, NoCodeCallsError, RunNotCompletedError, RuntimeStartError, TutorNBError

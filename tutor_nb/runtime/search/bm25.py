@@ -6,11 +6,11 @@ ordinary table beside them. The index opens its own connections to the file (WAL
 run while a writer indexes) and writes in short transactions, so indexing a large file never
 holds up the rest of the runtime.
 
-Scores are BM25 divided by the most the query could score (every query word the store holds, at
-saturation: ``idf * (k1 + 1)`` summed), which puts them in [0, 1] with a meaning that does not
-depend on the other hits: near 1 is every query word, densely; 0.2 is a passing mention. Query
-words the store has nowhere do not lower them. FTS5's idf is zero for a word in half the chunks
-or more, which in a store of three small files is every word; so small stores (up to
+Scores are BM25 divided by the most the query could score (every query word at saturation,
+``idf * (k1 + 1)`` summed), which puts them in [0, 1] with a meaning that does not depend on the
+other hits: near 1 is every query word, densely; 0.2 is a passing mention, or one word of several
+(a query word the store has nowhere counts as its rarest). FTS5's idf is zero for a word in half
+the chunks or more, which in a store of three small files is every word; so small stores (up to
 ``RESCORE_UP_TO`` chunks) have FTS5's candidates rescored with Lucene's idf, which stays
 positive. Large stores keep FTS5's scores, where such words weigh nothing and are left out of the
 query (FTS5 would otherwise score every chunk holding them).
@@ -176,12 +176,13 @@ class Bm25Index:
         if n <= RESCORE_UP_TO:
             candidates = self._candidates(db, table, store_id, " OR ".join(present), max(limit * 3, 50), file_ids)
             scores = self._rescore(db, table, n, frequencies, present, [c[0] for c in candidates])
-            best = sum(self._idf(n, frequencies[t]) for t in present) * (K1 + 1)
+            best = sum(self._idf(n, hits) for hits in frequencies.values()) * (K1 + 1)
         else:
             # FTS5's own scores; a word in half the chunks or more has no weight there (idf 0), and
             # leaving it out spares FTS5 scoring every chunk that holds it
-            selective = [t for t in present if frequencies[t] < n / 2] or present
-            candidates = self._candidates(db, table, store_id, " OR ".join(selective), limit, file_ids)
+            selective = [t for t in frequencies if frequencies[t] < n / 2] or present
+            matched = [t for t in selective if frequencies[t]] or present
+            candidates = self._candidates(db, table, store_id, " OR ".join(matched), limit, file_ids)
             scores = {c[0]: c[4] for c in candidates}
             best = sum(max(self._fts5_idf(n, frequencies[t]), 1e-6) for t in selective) * (K1 + 1)
         ranked = sorted(candidates, key=lambda c: -scores.get(c[0], 0.0))[:limit]

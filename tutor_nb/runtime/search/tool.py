@@ -86,12 +86,17 @@ def model_text(sources: Sequence[Source]) -> str:
 def citations(text: str, sources: dict[int, Source]) -> list[dict[str, Any]]:
     """``file_citation`` annotations for the markers in an answer that name a source it was shown.
 
-    ``【n†name】`` is source n; OpenAI's ``【m:n†source】`` form is read as source n too.
+    ``【n†name】`` is source n; OpenAI's ``【m:n†source】`` form is read as source n too. When the name
+    is that of another source shown (a model may renumber), the name decides.
     """
+    by_name = {s.filename: s for s in sorted(sources.values(), key=lambda s: -s.number)}
     annotations = []
     for match in _MARKER.finditer(text):
         number = int(match.group(2) if match.group(2) is not None else match.group(1))
         source = sources.get(number)
+        named = by_name.get(match.group(3).strip())
+        if named is not None and (source is None or source.filename != named.filename):
+            source = named
         if source is None:
             continue
         annotations.append({"type": "file_citation", "text": match.group(0), "start_index": match.start(),
