@@ -14,6 +14,7 @@ from tutor_nb import NoCodeCallsError, RunNotCompletedError, code_calls, last_co
 
 ROOT = Path(__file__).resolve().parents[1]
 UNRECORDED = "What is the airspeed velocity of an unladen swallow?"
+SLOW_COUNT = "Use code to count slowly from 1 to 30, printing one number per second"
 
 
 def readme_snippet() -> str:
@@ -99,3 +100,20 @@ def test_what_running_the_notebooks_writes_beside_them_is_ignored_by_git():
     kept = ["notebooks/03_files_and_plots.ipynb", "notebooks/src/03_files_and_plots.py", "notebooks/build.py"]
     done = subprocess.run(["git", "check-ignore", *written, *kept], cwd=ROOT, capture_output=True, text=True)
     assert done.stdout.split() == written
+
+
+def test_steps_of_a_run_still_going_give_the_calls_so_far(client, tutor):
+    """A loop that watches for code (notebook 02) reads the steps of a running run: no error until it ends."""
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": SLOW_COUNT}])
+    run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=tutor.id)
+    try:
+        steps = client.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id)
+        assert client.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status in ("queued", "in_progress")
+        assert isinstance(code_calls(steps), list)
+        if not code_calls(steps):
+            with pytest.raises(RunNotCompletedError, match="is still running.*runs.poll"):
+                last_code(steps)
+    finally:
+        client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
+    run = client.beta.threads.runs.poll(run.id, thread_id=thread.id, poll_interval_ms=20)
+    assert run.status == "cancelled"

@@ -221,9 +221,14 @@ def code_calls(x: Any, *, client: Any = None) -> list[CodeCall]:
     ``x``: a page or list of run steps, one run step, a Response or its output items, the
     same as JSON text or loaded JSON, or CodeCalls. A page of steps without code gives [] when
     its run completed; when the run did not (it failed, was cancelled, waits for tool outputs),
-    :class:`RunNotCompletedError` says how it ended and why. With ``client``, the calls can fetch
-    images by file id to show them inline.
+    :class:`RunNotCompletedError` says how it ended and why; steps of a run still going give the calls
+    so far (possibly none), so a loop can watch for code. With ``client``, the calls can fetch images by
+    file id to show them inline.
     """
+    return _code_calls(x, client, while_running=True)
+
+
+def _code_calls(x: Any, client: Any, *, while_running: bool) -> list[CodeCall]:
     if isinstance(x, CodeCall):
         return [x]
     if isinstance(x, (list, tuple)) and x and all(isinstance(item, CodeCall) for item in x):
@@ -233,7 +238,7 @@ def code_calls(x: Any, *, client: Any = None) -> list[CodeCall]:
         raise RunNotCompletedError(_not_completed(data))
     calls = _from_data(data)
     if not calls:
-        unfinished = _unfinished(data) or _unfinished_run_of_page(x)
+        unfinished = _unfinished(data) or _unfinished_run_of_page(x, while_running=while_running)
         if unfinished:
             raise RunNotCompletedError(unfinished)
     for call in calls:
@@ -290,9 +295,10 @@ def _unfinished(data: Any) -> str | None:
 _STEPS_PATH = re.compile(r"/threads/([^/]+)/runs/([^/]+)/steps")
 
 
-def _unfinished_run_of_page(page: Any) -> str | None:
+def _unfinished_run_of_page(page: Any, *, while_running: bool) -> str | None:
     """For a page of steps from the SDK, how its run ended if it did not complete (asked through the page's
-    own client, as a run that failed before any step leaves an empty page that cannot say why)."""
+    own client, as a run that failed before any step leaves an empty page that cannot say why); nothing for
+    a run still going when ``while_running``."""
     try:
         match = _STEPS_PATH.search(str(page._options.url))
         if match is None:
@@ -300,12 +306,14 @@ def _unfinished_run_of_page(page: Any) -> str | None:
         run = page._client.beta.threads.runs.retrieve(match.group(2), thread_id=match.group(1))
     except Exception:  # not an SDK page, or the server is gone: there is nothing more to say
         return None
-    return _not_completed(to_jsonable(run)) if run.status != "completed" else None
+    if run.status == "completed" or (while_running and run.status in ("queued", "in_progress")):
+        return None
+    return _not_completed(to_jsonable(run))
 
 
 def last_code(x: Any) -> str:
     """The code of the last code-interpreter call in ``x``."""
-    calls = code_calls(x)
+    calls = _code_calls(x, None, while_running=False)
     if not calls:
         raise NoCodeCallsError(
             "No code-interpreter calls here: the assistant answered without running code. "
