@@ -211,7 +211,7 @@ def role_html(who: str) -> str:
 
 
 def status_html(text: str, busy: bool) -> str:
-    mark = "⏳ " if busy else ""
+    mark = '<span style="color:#d97706">●</span> ' if busy else ""
     return f'<span class="tnb-status" style="font-size:12px; color:#555">{mark}{html.escape(text)}</span>'
 
 
