@@ -1,4 +1,4 @@
-"""What one server holds: settings, store, sandbox, model backend and the run engine."""
+"""What one server holds: settings, store, sandbox, model backend, the run engine and the Responses engine."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from typing import Any
 from openai.types.beta.threads import Run
 
 from .config import Settings
+from .containers import Containers
 from .events import RunEvents
 from .http import APIError
+from .responses import Conversations, Responses
 from .runs import Engine
 from .search import open_index
 from .search.stores import VectorStores
@@ -42,8 +44,12 @@ class RuntimeCore:
             embeddings_model=settings.embeddings_model))
         self.engine = Engine(self.store, self.sandbox, self.backend, self.events, exec_timeout=settings.exec_timeout,
                              vector_stores=self.vector_stores)
+        self.containers = Containers(self.store, self.sandbox)
+        self.conversations = Conversations(self.store)
+        self.responses = Responses(self.store, self.engine.loop, self.containers, self.conversations)
 
     async def start(self) -> None:
+        self.responses.recover()
         ended = self.engine.recover()
         if ended:
             log.warning("marked %d run(s) interrupted by the last shutdown as failed", len(ended))
@@ -54,6 +60,7 @@ class RuntimeCore:
 
     async def stop(self) -> None:
         await self.engine.close()
+        await self.responses.close()
         await self.sandbox.close()
         await self.backend.aclose()
         self.vector_stores.close()

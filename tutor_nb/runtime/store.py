@@ -17,14 +17,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, TypeVar
 
-from openai.types import FileObject, VectorStore
+from openai.types import ContainerRetrieveResponse, FileObject, VectorStore
 from openai.types.beta import Assistant, Thread
 from openai.types.beta.threads import Message, Run
 from openai.types.beta.threads.runs import RunStep
+from openai.types.containers import FileRetrieveResponse
+from openai.types.conversations import Conversation
+from openai.types.responses import Response
 from openai.types.vector_stores import VectorStoreFileBatch
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class Item(BaseModel):
+    """A Responses item (a response's input, a conversation's item) kept as its own JSON, whatever its type."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str
+    type: str
+
+
+class ConversationEntry(BaseModel):
+    """An item's place in a conversation; its row id is ``<conversation id>/<item id>``."""
+
+    id: str
+    item: dict[str, Any]
 
 #: the kind column for each stored type; also the noun used in error messages
 KINDS: dict[type[BaseModel], str] = {
@@ -36,6 +54,12 @@ KINDS: dict[type[BaseModel], str] = {
     FileObject: "file",
     VectorStore: "vector store",
     VectorStoreFileBatch: "vector store file batch",
+    Response: "response",
+    Conversation: "conversation",
+    Item: "item",
+    ConversationEntry: "conversation item",
+    ContainerRetrieveResponse: "container",
+    FileRetrieveResponse: "container file",
 }
 
 _SCHEMA = """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
 import time
@@ -21,7 +22,18 @@ PREFIX = {
     "file": "file",
     "vector_store": "vs",
     "file_batch": "vsfb",
+    "response": "resp",
+    "conversation": "conv",
+    "container": "cntr",
+    "container file": "cfile",
+    "code call": "ci",
+    "function call": "fc",
+    "item": "item",
 }
+
+
+#: a file the code wrote, as answers cite it: ``/mnt/data/name`` or ``sandbox:/mnt/data/name``
+FILE_MENTION = re.compile(r"(?:sandbox:)?/mnt/data/([^\s)\]\"'`<>]+)")
 
 
 def new_id(kind: str) -> str:

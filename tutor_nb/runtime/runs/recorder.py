@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,12 +23,11 @@ from ..backends.base import CODE_TOOL, ModelRequest, Usage
 from ..search.session import FileSearchFailed, FileSearchSession
 from ..search.tool import INSTRUCTIONS as SEARCH_INSTRUCTIONS
 from ..search.tool import SEARCH_TOOL
-from ..wire import new_id, now, text_block
+from ..wire import FILE_MENTION, new_id, now, text_block
 
 if TYPE_CHECKING:
     from .engine import Engine
 
-_FILE_MENTION = re.compile(r"(?:sandbox:)?/mnt/data/([^\s)\]\"'`<>]+)")
 #: the include[] value that asks for the text of file search results in run steps
 SEARCH_CONTENT = "step_details.tool_calls[*].file_search.results[*].content"
 #: where a file_search step keeps the model's queries (the Assistants step object has no field for them)
@@ -221,7 +219,7 @@ class RunRecorder:
 
     def _file_annotations(self, text: str) -> list[dict[str, Any]]:
         annotations = []
-        for match in _FILE_MENTION.finditer(text):
+        for match in FILE_MENTION.finditer(text):
             file_id = self.state.files.get(match.group(1))
             if file_id:
                 annotations.append({"type": "file_path", "text": match.group(0), "start_index": match.start(),

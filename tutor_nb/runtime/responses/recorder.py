@@ -1,0 +1,218 @@
+"""What one response makes of the agent loop's events: output items and the Responses stream events.
+
+Events are built as the SDK's own event types (``ResponseStreamEvent``) and numbered in order, in the
+order ``client.responses.stream()`` accumulates them: an item is added before its deltas, a message's
+content part before its text, and every item is done before ``response.completed``.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+from typing import TYPE_CHECKING, Any
+
+from openai.types.responses import ResponseStreamEvent
+from pydantic import TypeAdapter
+
+from ..agent import ToolCall, Turn
+from ..backends.base import CODE_TOOL, ModelRequest, Usage
+from ..wire import FILE_MENTION, new_id
+from .items import chat_messages
+from .stream import EventLog
+
+if TYPE_CHECKING:
+    from .service import Job
+
+_EVENT = TypeAdapter(ResponseStreamEvent)
+INCLUDE_OUTPUTS = "code_interpreter_call.outputs"
+
+
+def shown(item: dict[str, Any], include: list[str] | tuple = ()) -> dict[str, Any]:
+    """An output item as a client sees it: a code call's outputs only when ``include`` asks for them."""
+    if item.get("type") == "code_interpreter_call" and INCLUDE_OUTPUTS not in include:
+        return {**item, "outputs": None}
+    return item
+
+
+class ResponseRecorder:
+    """The Responses API's ``Recorder``: one per response being generated."""
+
+    def __init__(self, job: Job, log: EventLog) -> None:
+        self.job, self.log = job, log
+        self.container = job.container_id or ""
+        self.function_names = {t["name"] for t in job.function_tools}
+        self.output: list[dict[str, Any]] = []  # full items (code outputs included), in output order
+        self.usage: Usage | None = None
+        self.code_calls = 0
+        self._message: dict[str, Any] | None = None  # the message item being written
+        self._text = ""  # its text so far
+        self._items: dict[str, tuple[int, dict[str, Any]]] = {}  # tool call id -> (output index, item)
+        self._files: dict[str, str] = {}  # file name -> container file id, for citations
+
+    # -- events ------------------------------------------------------------------------------
+
+    def emit(self, kind: str, **fields: Any) -> None:
+        event = {"type": kind, "sequence_number": len(self.log), **fields}
+        _EVENT.validate_python(event)  # the SDK's own event types: what is sent is what it parses
+        self.log.append(event)
+
+    def _added(self, item: dict[str, Any]) -> int:
+        self.output.append(item)
+        index = len(self.output) - 1
+        self.emit("response.output_item.added", output_index=index, item=shown(item, self.job.include))
+        return index
+
+    def _done(self, index: int, item: dict[str, Any]) -> None:
+        self.emit("response.output_item.done", output_index=index, item=shown(item, self.job.include))
+
+    # -- a model turn ------------------------------------------------------------------------
+
+    def request(self) -> ModelRequest:
+        job = self.job
+        system = (job.instructions or "") + self._file_note()
+        messages = [{"role": "system", "content": system.strip()}] if system.strip() else []
+        messages += chat_messages([*job.history, *self.output])
+        tools: list[dict[str, Any]] = []
+        if job.tool_choice != "none":
+            if job.container_id and (job.max_tool_calls is None or self.code_calls < job.max_tool_calls):
+                tools.append(CODE_TOOL)
+            tools += [{"type": "function", "function": {k: t[k] for k in ("name", "description", "parameters", "strict")
+                                                        if t.get(k) is not None}} for t in job.function_tools]
+        return ModelRequest(model=job.model, messages=messages, tools=tools, temperature=job.temperature,
+                            top_p=job.top_p, max_tokens=job.max_output_tokens)
+
+    def _file_note(self) -> str:
+        if not self.job.container_id:
+            return ""
+        folder = self.job.containers.workdir(self.job.container_id)
+        names = sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.exists() else []
+        return "\n\nFiles in /mnt/data: " + ", ".join(names) if names else ""
+
+    def text_delta(self, turn: Turn, text: str) -> None:
+        if self._message is None:
+            self._message = {"id": new_id("message"), "type": "message", "role": "assistant", "status": "in_progress",
+                             "content": []}
+            index = self._added(self._message)
+            self.emit("response.content_part.added", item_id=self._message["id"], output_index=index, content_index=0,
+                      part={"type": "output_text", "text": "", "annotations": [], "logprobs": []})
+            self._text = ""
+        self._text += text
+        self.emit("response.output_text.delta", item_id=self._message["id"], output_index=self._index(self._message),
+                  content_index=0, delta=text, logprobs=[])
+
+    def _index(self, item: dict[str, Any]) -> int:
+        return next(i for i, o in enumerate(self.output) if o is item)
+
+    def _finish_message(self) -> None:
+        message, self._message = self._message, None
+        if message is None:
+            return
+        index, text = self._index(message), self._text
+        annotations = self._citations(text)
+        self.emit("response.output_text.done", item_id=message["id"], output_index=index, content_index=0, text=text,
+                  logprobs=[])
+        for number, annotation in enumerate(annotations):
+            self.emit("response.output_text.annotation.added", item_id=message["id"], output_index=index,
+                      content_index=0, annotation_index=number, annotation=annotation)
+        part = {"type": "output_text", "text": text, "annotations": annotations, "logprobs": []}
+        self.emit("response.content_part.done", item_id=message["id"], output_index=index, content_index=0, part=part)
+        message.update(content=[part], status="completed")
+        self._done(index, message)
+
+    def _citations(self, text: str) -> list[dict[str, Any]]:
+        """A container_file_citation for each file the code wrote that the answer names."""
+        out = []
+        for match in FILE_MENTION.finditer(text):
+            file_id = self._files.get(match.group(1))
+            if file_id:
+                out.append({"type": "container_file_citation", "container_id": self.container, "file_id": file_id,
+                            "filename": match.group(1), "start_index": match.start(), "end_index": match.end()})
+        return out
+
+    def call_started(self, turn: Turn, call: ToolCall) -> None:
+        self._finish_message()  # text before a tool call ends there
+        if call.kind == "code_interpreter":
+            item = {"id": new_id("code call"), "type": "code_interpreter_call", "status": "in_progress", "code": "",
+                    "container_id": self.container, "outputs": None}
+            index = self._added(item)
+            self.emit("response.code_interpreter_call.in_progress", item_id=item["id"], output_index=index)
+        else:
+            item = {"id": new_id("function call"), "type": "function_call", "call_id": call.id, "name": call.name,
+                    "arguments": "", "status": "in_progress"}
+            index = self._added(item)
+        self._items[call.id] = (index, item)
+
+    def call_delta(self, turn: Turn, call: ToolCall, text: str) -> None:
+        index, item = self._items[call.id]
+        if call.kind == "code_interpreter":
+            item["code"] += text
+            self.emit("response.code_interpreter_call_code.delta", item_id=item["id"], output_index=index, delta=text)
+        else:
+            item["arguments"] += text
+            self.emit("response.function_call_arguments.delta", item_id=item["id"], output_index=index, delta=text)
+
+    def turn_done(self, turn: Turn) -> None:
+        self._finish_message()
+        for call in turn.calls.values():
+            index, item = self._items[call.id]
+            if call.kind == "code_interpreter":
+                rest = call.finish_code()
+                if rest:
+                    self.emit("response.code_interpreter_call_code.delta", item_id=item["id"], output_index=index,
+                              delta=rest)
+                item["code"] = call.code
+                self.emit("response.code_interpreter_call_code.done", item_id=item["id"], output_index=index,
+                          code=call.code)
+            else:
+                item.update(arguments=call.arguments or "{}", status="completed")
+                self.emit("response.function_call_arguments.done", item_id=item["id"], output_index=index,
+                          arguments=item["arguments"], name=call.name)
+                self._done(index, item)
+        if turn.usage is not None:
+            before = self.usage or Usage(0, 0)
+            self.usage = Usage(before.prompt_tokens + turn.usage.prompt_tokens,
+                               before.completion_tokens + turn.usage.completion_tokens)
+
+    # -- tools -------------------------------------------------------------------------------
+
+    def execution_started(self, turn: Turn, call: ToolCall) -> None:
+        index, item = self._items[call.id]
+        item["status"] = "interpreting"
+        self.code_calls += 1
+        self.emit("response.code_interpreter_call.interpreting", item_id=item["id"], output_index=index)
+
+    def execution_done(self, turn: Turn, call: ToolCall, result: Any, seconds: float) -> None:
+        index, item = self._items[call.id]
+        containers = self.job.containers
+        for entry in containers.record(self.container, result.files):
+            self._files[entry.path.rsplit("/", 1)[-1]] = entry.id
+        container = containers.get(self.container)
+        if container is not None:
+            containers.touch(container)
+        outputs: list[dict[str, Any]] = [{"type": "logs", "logs": result.logs}] if result.logs else []
+        outputs += [{"type": "image", "url": "data:image/png;base64," + base64.b64encode(png).decode()}
+                    for png in result.images]
+        item.update(outputs=outputs, status="completed" if result.status in ("ok", "error") else "incomplete")
+        self.emit("response.code_interpreter_call.completed", item_id=item["id"], output_index=index)
+        self._done(index, item)
+
+    def executions_done(self, turn: Turn) -> None:
+        pass
+
+    async def functions_called(self, turn: Turn) -> bool:
+        return False  # the response ends with its function_call items; the next request sends their outputs
+
+    # -- the end -----------------------------------------------------------------------------
+
+    def stop(self, status: str) -> None:
+        """End the items still open (the response was cancelled or failed)."""
+        if self._message is not None:
+            self._message["content"] = [{"type": "output_text", "text": self._text, "annotations": []}]
+            self._message = None
+        for item in self.output:
+            if item.get("status") in ("in_progress", "interpreting"):
+                item["status"] = "incomplete"
+
+    def items(self) -> list[dict[str, Any]]:
+        """The full output items, for storing."""
+        return copy.deepcopy(self.output)
