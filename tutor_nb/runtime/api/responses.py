@@ -25,10 +25,20 @@ def _found(rt: RuntimeCore, response_id: str):  # type: ignore[no-untyped-def]
     return response
 
 
+def _strict_by_default(raw: dict) -> dict:
+    """Function tools without ``strict`` are strict, as OpenAI's server took them (the SDK's type requires it)."""
+    tools = raw.get("tools")
+    if not isinstance(tools, list):
+        return raw
+    filled = [{**t, "strict": True} if isinstance(t, dict) and t.get("type") == "function" and "strict" not in t else t
+              for t in tools]
+    return {**raw, "tools": filled}
+
+
 @router.post("/v1/responses")
 async def create_response(request: Request) -> Response:
     rt = core(request)
-    p = await body(request, response_create_params.ResponseCreateParamsBase)
+    p = await body(request, response_create_params.ResponseCreateParamsBase, defaults=_strict_by_default)
     job = rt.responses.start(p)
     if p.get("stream"):
         return sse(rt.responses.events(job.response.id).follow())  # type: ignore[union-attr]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from functools import lru_cache
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from fastapi import Request
 from pydantic import TypeAdapter, ValidationError
@@ -125,8 +125,11 @@ def _find(value: Any, parts: list[str], trail: tuple[str, ...] = ()) -> Iterator
         yield from _find(value[head], rest, (*trail, head))
 
 
-async def body(request: Request, params: type, **path: str) -> dict[str, Any]:
-    """The JSON body checked against the SDK's parameter type (path parameters count as given)."""
+async def body(request: Request, params: type, *, defaults: Callable[[dict], dict] | None = None,
+               **path: str) -> dict[str, Any]:
+    """The JSON body checked against the SDK's parameter type (path parameters count as given).
+
+    ``defaults`` fills in what OpenAI's server defaulted but the SDK's type marks as required."""
     data = await request.body()
     if not data.strip():
         raw: Any = {}
@@ -145,7 +148,7 @@ async def body(request: Request, params: type, **path: str) -> dict[str, Any]:
             raise APIError(400, "The request body holds an unpaired UTF-16 surrogate escape (like \\ud800), "
                            "which is not text. Send valid Unicode strings.")
     if isinstance(raw, dict):
-        raw = {**raw, **path}
+        raw = {**(defaults(raw) if defaults else raw), **path}
     checked = check(raw, params)
     for name in path:
         checked.pop(name, None)
