@@ -345,17 +345,19 @@ def test_sigkill_at_random_points_loses_nothing(tmp_path, cassette, fault_report
 
 
 def _kernel_starting(server: CliServer) -> None:
-    """Kill while a kernel is being started: a run in a new thread takes the pooled kernel, the pool refills."""
+    """Kill while a kernel is being started: a run in a new thread takes the pooled kernel, the pool refills
+    (a kernel launched cold runs kernel_boot; one forked from the warm template is a new child of it)."""
     import psutil
 
     client = server.client()
     tutor = client.beta.assistants.create(model="gpt-4o", tools=[{"type": "code_interpreter"}])
+    before = set(server.descendants())
     client.beta.threads.create_and_run(assistant_id=tutor.id, thread={"messages": [{"role": "user", "content": CODE}]})
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        for pid in server.descendants():
+        for pid in set(server.descendants()) - before:
             try:
-                if any("kernel_boot" in a for a in psutil.Process(pid).cmdline()):
+                if any(name in a for a in psutil.Process(pid).cmdline() for name in ("kernel_boot", "kernel_template")):
                     return
             except psutil.NoSuchProcess:
                 pass

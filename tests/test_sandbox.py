@@ -53,9 +53,15 @@ def running_sandbox(root: Path, **options: Any) -> Iterator[Running]:
         running.close()
 
 
+@pytest.fixture(scope="module", params=["fork", "cold"])
+def kernel_start(request: pytest.FixtureRequest) -> dict[str, bool]:
+    """Every sandbox test runs on kernels forked from the warm template and on kernels started cold."""
+    return {"fork": request.param == "fork"}
+
+
 @pytest.fixture(scope="module")
-def sb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    with running_sandbox(tmp_path_factory.mktemp("sandbox"), timeout=20, pool_size=2) as running:
+def sb(tmp_path_factory: pytest.TempPathFactory, kernel_start: dict[str, bool]) -> Iterator[Running]:
+    with running_sandbox(tmp_path_factory.mktemp("sandbox"), timeout=20, pool_size=2, **kernel_start) as running:
         yield running
 
 
@@ -181,17 +187,18 @@ def test_interrupt_stops_the_running_execution(sb: Running) -> None:
     assert sb.execute("stop", "i > 0").logs == "True\n"
 
 
-def test_interrupt_before_the_kernel_is_ready_skips_the_code(sb: Running) -> None:
-    async def interrupt_at_once() -> Execution:
+def test_interrupt_before_the_kernel_is_ready_skips_the_code(tmp_path: Path, kernel_start: dict[str, bool]) -> None:
+    async def interrupt_at_once(sb: Running) -> Execution:
         task = asyncio.ensure_future(sb.sandbox.execute("early", "ran = True"))
-        await asyncio.sleep(0)  # the execution holds the thread now and waits for a kernel
+        await asyncio.sleep(0)  # the execution holds the thread now and waits for a kernel (no pool)
         await sb.sandbox.interrupt("early")
         assert task.done()
         return await task
 
-    result = sb.run(interrupt_at_once())
-    assert result.status == "interrupted"
-    assert sb.execute("early", "'ran' in dir()").logs == "False\n"
+    with running_sandbox(tmp_path, pool_size=0, **kernel_start) as sb:
+        result = sb.run(interrupt_at_once(sb))
+        assert result.status == "interrupted"
+        assert sb.execute("early", "'ran' in dir()").logs == "False\n"
 
 
 def test_pool_hands_a_prestarted_kernel_to_a_new_thread_and_refills(sb: Running) -> None:
@@ -232,8 +239,9 @@ def test_discard_during_an_execution_ends_it(sb: Running) -> None:
 
 
 @pytest.mark.slow
-def test_pool_tops_up_once_executions_quiet_down_while_it_still_has_kernels(tmp_path: Path) -> None:
-    with running_sandbox(tmp_path, pool_size=2) as running:
+def test_pool_tops_up_once_executions_quiet_down_while_it_still_has_kernels(tmp_path: Path,
+                                                                           kernel_start: dict[str, bool]) -> None:
+    with running_sandbox(tmp_path, pool_size=2, **kernel_start) as running:
         running.wait_for_pool(2)
         busy = running.loop.create_task(running.sandbox.execute("class", "import time\ntime.sleep(2.5)\n'done'"))
         running.run(asyncio.sleep(1.5))
@@ -244,9 +252,10 @@ def test_pool_tops_up_once_executions_quiet_down_while_it_still_has_kernels(tmp_
 
 
 @pytest.mark.slow
-def test_idle_kernels_shut_down_and_close_leaks_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_idle_kernels_shut_down_and_close_leaks_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        kernel_start: dict[str, bool]) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-not-for-the-kernel")
-    with running_sandbox(tmp_path, idle_timeout=1.0, pool_size=0) as running:
+    with running_sandbox(tmp_path, idle_timeout=1.0, pool_size=0, **kernel_start) as running:
         assert running.execute("idle", "import os\nos.environ.get('OPENAI_API_KEY')").logs == ""  # None shows nothing
         first = running.kernel_pids()
         running.execute("idle", "x = 1")

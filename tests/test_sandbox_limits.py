@@ -10,7 +10,7 @@ from typing import Iterator
 import psutil
 import pytest
 
-from test_sandbox import Running, running_sandbox
+from test_sandbox import Running, kernel_start, running_sandbox  # noqa: F401 (kernel_start: fork and cold)
 from tutor_nb.runtime import kernel_boot, limits
 
 pytestmark = pytest.mark.slow
@@ -22,8 +22,8 @@ USABLE = "the thread runs code again; the server and other threads untouched"  #
 
 
 @pytest.fixture(scope="module")
-def sb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    with running_sandbox(tmp_path_factory.mktemp("limits"), timeout=30, memory_limit_mb=MEMORY_MB, max_file_mb=FILE_MB,
+def sb(tmp_path_factory: pytest.TempPathFactory, kernel_start: dict[str, bool]) -> Iterator[Running]:
+    with running_sandbox(tmp_path_factory.mktemp("limits"), **kernel_start, timeout=30, memory_limit_mb=MEMORY_MB, max_file_mb=FILE_MB,
                          max_workdir_mb=WORKDIR_MB, max_processes=PROCESSES, max_log_chars=LOG_CHARS) as running:
         yield running
 
@@ -175,11 +175,12 @@ def test_bubblewrap_keeps_code_inside_when_installed(sb: Running, fault_report) 
                  nothing_lost="nothing written outside")
 
 
-def test_process_flood_without_cgroups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault_report) -> None:
+def test_process_flood_without_cgroups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault_report,
+                                       kernel_start: dict[str, bool]) -> None:
     """Where cgroups are not writable (and as root RLIMIT_NPROC is ignored) a watchdog stops the tree."""
     monkeypatch.setattr(limits, "CGROUP_FS", tmp_path / "no-cgroups")
     monkeypatch.setattr(kernel_boot, "find_bwrap", lambda: None)
-    with running_sandbox(tmp_path / "root", pool_size=0, max_processes=16, timeout=30) as running:
+    with running_sandbox(tmp_path / "root", pool_size=0, max_processes=16, timeout=30, **kernel_start) as running:
         assert not running.sandbox.cgroups and running.sandbox.bwrap is None
         running.execute("flood", "kept = 1")
         pid = running.sandbox._kernels["flood"].pid

@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--token", help="required as the clients' api_key; needed to bind beyond 127.0.0.1")
     serve.add_argument("--exec-timeout", type=float, default=60.0, help="seconds one code execution may take")
     serve.add_argument("--idle-timeout", type=float, default=900.0, help="seconds before an idle thread's kernel stops")
+    serve.add_argument("--cold-kernels", action="store_true",
+                       help="start every kernel as a process of its own instead of forking a warm template")
     serve.add_argument("--pool-size", type=int, default=1,
                        help="kernels kept started for new threads (for a class, about the number of learners)")
     serve.add_argument("--memory-limit-mb", type=int, default=2048, help="memory one kernel may use (0: no limit)")
@@ -56,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
                           cassettes=args.cassettes, token=args.token, exec_timeout=args.exec_timeout,
                           idle_timeout=args.idle_timeout, replay_delay=args.replay_delay,
                           pool_size=args.pool_size, memory_limit_mb=args.memory_limit_mb or None,
-                          embeddings_base_url=args.embeddings_base_url, embeddings_model=args.embeddings_model)
+                          embeddings_base_url=args.embeddings_base_url, embeddings_model=args.embeddings_model,
+                          fork_kernels=not args.cold_kernels)
             if args.data_dir is not None:
                 fields["data_dir"] = args.data_dir
             try:

@@ -36,6 +36,7 @@ class Settings:
     exec_timeout: float = 60.0
     idle_timeout: float = 900.0
     pool_size: int = 1
+    fork_kernels: bool = True  # False: every kernel starts as its own process (slower, no shared pages)
     memory_limit_mb: int | None = 2048
     poll_after_ms: int = 25
     max_body_mb: int = 64

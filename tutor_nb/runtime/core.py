@@ -32,7 +32,7 @@ class RuntimeCore:
         self.events = RunEvents()
         self.sandbox = Sandbox(
             settings.data_dir / "sandbox", timeout=settings.exec_timeout, idle_timeout=settings.idle_timeout,
-            pool_size=settings.pool_size, memory_limit_mb=settings.memory_limit_mb,
+            pool_size=settings.pool_size, memory_limit_mb=settings.memory_limit_mb, fork=settings.fork_kernels,
         )
         self.backend = make_backend(
             settings.backend, model_base_url=settings.model_base_url, model_api_key=settings.model_api_key,

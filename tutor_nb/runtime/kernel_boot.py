@@ -17,6 +17,7 @@ from pathlib import Path
 
 ENV_VAR = "TUTOR_NB_KERNEL_LIMITS"
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+HISTORY = "--HistoryManager.hist_file=:memory:"  # no history file shared between kernels
 _SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH")
 _THREAD_POOLS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
@@ -175,16 +176,25 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
-def _guard(server_pid: int) -> None:
+def _guard(server_pid: int, lifeline: int | None = None) -> None:
     """End the kernel and everything model code started in it once the server that launched it is gone.
 
     ipykernel's own parent check ends the kernel alone; the processes model code started would be
-    orphaned and run on. They are stopped first so none can fork while the others are killed."""
+    orphaned and run on. They are stopped first so none can fork while the others are killed.
+    A kernel forked from the warm template is not the server's child: it watches ``lifeline``
+    instead, a pipe whose only writer is the server, which reads as ended once the server is gone."""
     import signal
     import time
 
-    while os.getppid() == server_pid:
-        time.sleep(0.5)
+    if lifeline is not None:
+        try:
+            while os.read(lifeline, 1):
+                pass
+        except OSError:
+            pass
+    else:
+        while os.getppid() == server_pid:
+            time.sleep(0.5)
     for sig in (signal.SIGSTOP, signal.SIGKILL):
         for pid in _descendants(os.getpid()):
             try:
@@ -192,6 +202,13 @@ def _guard(server_pid: int) -> None:
             except OSError:
                 pass
     os._exit(1)
+
+
+def start_guard(server_pid: int, lifeline: int | None = None) -> None:
+    """Run ``_guard`` on a daemon thread of this (the kernel's) process."""
+    import threading
+
+    threading.Thread(target=_guard, args=(server_pid, lifeline), name="tutor_nb-guard", daemon=True).start()
 
 
 def _die_with_parent() -> None:
@@ -208,7 +225,7 @@ def _die_with_parent() -> None:
 def main(argv: list[str]) -> None:
     limits = json.loads(os.environ.pop(ENV_VAR, "{}"))
     server_pid = limits.get("server_pid")
-    args = [*argv, "--HistoryManager.hist_file=:memory:"]
+    args = [*argv, HISTORY]
     if limits.get("wrap"):
         # bubblewrap's --die-with-parent and its pid namespace end the kernel's whole tree with the
         # server; until bubblewrap has set that up, the kernel dies with its parent from here (set
@@ -220,14 +237,17 @@ def main(argv: list[str]) -> None:
         cmd = [*limits["wrap"], sys.executable, "-m", "ipykernel_launcher", *args]
         os.execv(cmd[0], cmd)
     if server_pid:  # its first check is immediate, so a server already gone ends this kernel at once
-        import threading
-
-        threading.Thread(target=_guard, args=(server_pid,), name="tutor_nb-guard", daemon=True).start()
+        start_guard(server_pid)
     _apply_limits(limits)
     # run ipykernel in this process, so the guard thread lives in the kernel; as ipykernel_launcher does,
     # take the script's folder off sys.path (ipykernel puts the working folder back)
     del sys.path[0]
-    sys.argv = [sys.argv[0], *args]
+    run_ipykernel(argv)
+
+
+def run_ipykernel(argv: list[str]) -> None:
+    """Run ipykernel in this process with the sandbox's arguments (cold launch and warm fork alike)."""
+    sys.argv = [sys.argv[0], *argv, HISTORY]
     from ipykernel import kernelapp
 
     kernelapp.launch_new_instance()

@@ -10,6 +10,7 @@ from pathlib import Path
 from tutor_nb.errors import SandboxError
 from tutor_nb.runtime import kernel_boot, limits
 
+from . import warm
 from .kernel import Kernel, KernelLauncher
 
 REFILL_QUIET = 1.0  # seconds without executions before the pool is topped up while it still has a kernel
@@ -84,6 +85,7 @@ class KernelPool:
         await asyncio.gather(*(self.retire(k) for k in list(self.alive)), return_exceptions=True)
         self.assigned.clear()
         await self._sweep_cgroups(patience=5.0)
+        await self.launcher.close()
         shutil.rmtree(self.launcher.private / "ipython", ignore_errors=True)  # the kernels' private IPYTHONDIR
 
     async def retire(self, kernel: Kernel) -> None:
@@ -187,7 +189,10 @@ class KernelPool:
 
     async def _start_kernel(self) -> Kernel:
         async with self._starts:
-            return await self._launch()
+            try:
+                return await self._launch()
+            except warm.TemplateError:  # the template died under this start: its successor (or a cold start) now
+                return await self._launch()
 
     async def _launch(self) -> Kernel:
         if self.closed:
@@ -199,7 +204,7 @@ class KernelPool:
         except BaseException as exc:
             log_tail = kernel.log_tail()
             await self.retire(kernel)
-            if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
+            if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, warm.TemplateError)):
                 raise
             raise SandboxError(
                 f"a Jupyter kernel for the code interpreter did not start ({exc!r}). Check that ipykernel is "

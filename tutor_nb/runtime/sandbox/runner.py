@@ -36,7 +36,7 @@ class Sandbox:
 
     def __init__(self, root: Path, *, timeout: float = 60.0, idle_timeout: float = 900.0, pool_size: int = 1,
                  memory_limit_mb: int | None = 2048, max_log_chars: int = 100_000, max_file_mb: int = 200,
-                 max_workdir_mb: int = 1024, max_processes: int = 64) -> None:
+                 max_workdir_mb: int = 1024, max_processes: int = 64, fork: bool = True) -> None:
         self.root = Path(root).resolve()
         self.timeout = timeout
         self.memory_limit_mb = memory_limit_mb
@@ -45,7 +45,7 @@ class Sandbox:
         self.max_workdir_mb = max_workdir_mb
         self.max_processes = max_processes
         self.launcher = KernelLauncher(self.root, memory_limit_mb=memory_limit_mb, max_file_mb=max_file_mb,
-                                       max_processes=max_processes, max_log_chars=max_log_chars)
+                                       max_processes=max_processes, max_log_chars=max_log_chars, fork=fork)
         self.pool = KernelPool(self.launcher, pool_size=pool_size, idle_timeout=idle_timeout)
         self._interrupts: set[str] = set()  # threads whose current execution must stop
         self._started = False
@@ -79,8 +79,9 @@ class Sandbox:
 
     def __repr__(self) -> str:
         isolation = ", ".join(filter(None, ["bubblewrap" if self.bwrap else "", "cgroup" if self.cgroups else ""]))
+        cold = self.launcher.cold_reason
         return (f"Sandbox(root={str(self.root)!r}, kernels={len(self.pool.assigned)}, "
-                f"isolation={isolation or 'rlimits only'})")
+                f"isolation={isolation or 'rlimits only'}, start={'cold: ' + cold if cold else 'fork'})")
 
     # -- lifecycle -------------------------------------------------------------------------
 
