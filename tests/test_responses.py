@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from conftest import FIB_NUMBERS, FIB_PROMPT, TUTOR_INSTRUCTIONS, data_path
+from fixtures_steps import no_ipython  # noqa: F401 (fixture)
 from tests.fakemodel import FakeModel, _text
 
 CODE = [{"type": "code_interpreter", "container": {"type": "auto"}}]
@@ -242,3 +243,46 @@ def runtime(tmp_path_factory):
     with start(backend="replay", data_dir=tmp_path_factory.mktemp("replay"), exec_timeout=30,
                cassettes=[data_path("cassettes")]) as rt:
         yield rt
+
+
+def test_helpers_read_responses_and_their_stream_events(client, no_ipython, capsys):
+    from tutor_nb import code_calls, compare, last_code, rerun, show_json, to_cell
+    from tutor_nb.display import json_bundle
+
+    code = "squares = [n * n for n in range(6)]\nsquares"
+    response = client.responses.create(model="tutor-model", input=f"run: {code}", tools=CODE, include=OUTPUTS)
+    [call] = code_calls(response)
+    assert (call.code, call.source, call.response_id, call.container_id) == (
+        code, "responses", response.id, code_call(response).container_id)
+    assert last_code(response) == code and last_code(response.model_dump_json()) == code
+    result = rerun(call)
+    assert result.value == [0, 1, 4, 9, 16, 25]
+    assert compare(call, result) and compare(response, result)
+    assert not compare(call, rerun(code.replace("n * n", "n + n")))
+
+    with client.responses.stream(model="tutor-model", input=f"run: {code}", tools=CODE, include=OUTPUTS) as stream:
+        events = list(stream)
+    [streamed] = code_calls(events)  # output_item.done once, response.completed not counted twice
+    assert streamed.code == code and "[0, 1, 4, 9, 16, 25]" in streamed.logs
+    assert [c.code for c in code_calls(events[-1])] == [code]  # the response.completed event alone
+    assert last_code([e.model_dump() for e in events]) == code
+
+    to_cell(response)
+    show_json(response)
+    printed = capsys.readouterr().out
+    assert code in printed and f'"id": "{response.id}"' in printed
+    assert json_bundle(response)[0]["application/json"]["output"][0]["code"] == code
+
+
+def test_a_response_recorded_on_chat_replays_offline(model, tmp_path):
+    from tutor_nb.runtime import start
+
+    cassette = tmp_path / "responses.json"
+    request = {"model": "tutor-model", "input": "run: sorted({3, 1, 2})", "tools": CODE, "include": OUTPUTS}
+    with start(backend="chat", model_base_url=model.base_url, data_dir=tmp_path / "live", record=cassette) as live:
+        recorded = live.client(max_retries=0).responses.create(**request)
+    with start(backend="replay", data_dir=tmp_path / "offline", cassettes=[cassette]) as offline:
+        replayed = offline.client(max_retries=0).responses.create(**request)
+    assert recorded.output_text == replayed.output_text == "Output: [1, 2, 3]"
+    assert code_call(replayed).code == code_call(recorded).code == "sorted({3, 1, 2})"
+    assert code_call(replayed).outputs[0].logs == code_call(recorded).outputs[0].logs

@@ -210,6 +210,11 @@ def _from_data(data: Any, *, in_list: bool = False) -> list[CodeCall]:
         return [_assistants_call(data, {})]
     if kind == "code_interpreter_call":
         return [_responses_call(data, None)]
+    if kind == "response.output_item.done" and isinstance(data.get("item"), dict):
+        # a stream's events: each finished item once (response.completed repeats them, so in a list it is skipped)
+        return _from_data(data["item"], in_list=True)
+    if isinstance(kind, str) and kind.startswith("response.") and isinstance(data.get("response"), dict):
+        return [] if in_list else _from_data(data["response"])
     if in_list and isinstance(kind, str) and obj not in _HINTS:
         return []  # another kind of item (a message, a function call) next to code calls
     raise _unknown(data)
@@ -218,8 +223,8 @@ def _from_data(data: Any, *, in_list: bool = False) -> list[CodeCall]:
 def code_calls(x: Any, *, client: Any = None) -> list[CodeCall]:
     """Every code-interpreter call in ``x``, in order.
 
-    ``x``: a page or list of run steps, one run step, a Response or its output items, the
-    same as JSON text or loaded JSON, or CodeCalls. A page of steps without code gives [] when
+    ``x``: a page or list of run steps, one run step, a Response or its output items, a Responses
+    stream's events (or its ``response.completed`` event), the same as JSON text or loaded JSON, or CodeCalls. A page of steps without code gives [] when
     its run completed; when the run did not (it failed, was cancelled, waits for tool outputs),
     :class:`RunNotCompletedError` says how it ended and why; steps of a run still going give the calls
     so far (possibly none), so a loop can watch for code. With ``client``, the calls can fetch images by
