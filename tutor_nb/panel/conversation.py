@@ -58,10 +58,15 @@ class Conversation:
         thread: Any = None,
         model: str = "gpt-4o",
         on_change: Callable[[], None] = lambda: None,
+        api: str = "assistants",
     ) -> None:
+        if api not in ("assistants", "responses"):
+            raise ValueError(f"Unknown api {api!r}: use 'assistants' (the default) or 'responses'.")
         self._client = client
         self._assistant = assistant
+        self.api = api
         self.assistant_id = _id_of(assistant) if not isinstance(assistant, dict) else None
+        #: Assistants: the thread. Responses: a conversation (conv_...) or the last response of the chain.
         self.thread_id = _id_of(thread)
         self.model = model
         self.turns: list[Turn] = []
@@ -138,12 +143,15 @@ class Conversation:
     def _send_cancel(self) -> None:
         with self.lock:
             turn = self.turns[-1] if self.turns else None
-            if turn is None or turn.run_id is None or self._cancel_sent or self.thread_id is None:
+            if turn is None or turn.run_id is None or self._cancel_sent or (self.thread_id is None and self.api == "assistants"):
                 return
             self._cancel_sent = True
             run_id, thread_id = turn.run_id, self.thread_id
         try:
-            self.client.beta.threads.runs.cancel(run_id, thread_id=thread_id)
+            if self.api == "responses":
+                self.client.responses.cancel(run_id)
+            else:
+                self.client.beta.threads.runs.cancel(run_id, thread_id=thread_id)
         except Exception:  # the run may have ended meanwhile; the stream tells us how it ended
             pass
 
@@ -151,6 +159,8 @@ class Conversation:
         try:
             if events is not None:
                 self._consume(turn, events)
+            elif self.api == "responses":
+                self._respond(turn, text)
             else:
                 _, thread_id = self._ensure_ids()
                 client = self.client
@@ -176,8 +186,22 @@ class Conversation:
                 self._idle.set()
             self._on_change()
 
-    def _consume(self, turn: Turn, events: Iterable[Any]) -> None:
-        builder = TurnBuilder(turn)
+    def _respond(self, turn: Turn, text: str) -> None:
+        """One streamed (background) response; the next message continues from it."""
+        from . import responses
+
+        params = self._assistant if isinstance(self._assistant, dict) else {}
+        conversation = self.thread_id if (self.thread_id or "").startswith("conv") else None
+        request = responses.request_params(
+            text, params.get("model", self.model), params.get("instructions", TUTOR_INSTRUCTIONS),
+            previous=None if conversation else self.thread_id, conversation=conversation)
+        with self.client.responses.create(**request) as stream:
+            self._consume(turn, stream, responses.ResponseTurnBuilder(turn, self.files))
+        if turn.status == "completed" and not conversation:
+            self.thread_id = turn.run_id
+
+    def _consume(self, turn: Turn, events: Iterable[Any], builder: Any = None) -> None:
+        builder = builder or TurnBuilder(turn)
         for event in events:
             with self.lock:
                 builder.apply(event)
@@ -228,12 +252,18 @@ class Conversation:
             pass
         return found
 
-    def _fetch(self, turn: Turn, file_ids: list[str]) -> None:
-        for file_id in dict.fromkeys(file_ids):
+    def _fetch(self, turn: Turn, wanted: list[Any]) -> None:
+        """Download files the views need: by file id, or (Responses) a cited container file."""
+        for entry in wanted:
+            file_id = getattr(entry, "file_id", entry)
             if file_id in self.files:
                 continue
             try:
-                data: bytes | None = self.client.files.content(file_id).read()
+                if getattr(entry, "container_id", None):
+                    data: bytes | None = self.client.containers.files.content.retrieve(
+                        file_id, container_id=entry.container_id).read()
+                else:
+                    data = self.client.files.content(file_id).read()
             except Exception:
                 data = None
             with self.lock:

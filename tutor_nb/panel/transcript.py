@@ -75,6 +75,7 @@ class Annotation:
     end: int
     file_id: str
     text: str
+    container_id: str | None = None  # a Responses API container file (fetched from the container)
 
     @property
     def filename(self) -> str:

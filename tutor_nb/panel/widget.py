@@ -47,6 +47,9 @@ class ChatPanel:
     picks how streamed changes reach the page (see :mod:`tutor_nb.panel.stream`).
     ``suggestions`` are questions offered as buttons under the input; ``"auto"`` offers the
     recorded questions when the client talks to a local replay runtime (none otherwise).
+    ``api="responses"`` runs the same panel on the Responses API: ``assistant`` is then a dict
+    with ``model`` and ``instructions``, and ``thread`` a conversation id or a response id to
+    continue from (default: a chain of ``previous_response_id`` from the first message).
     """
 
     def __init__(
@@ -60,9 +63,10 @@ class ChatPanel:
         height: str = "420px",
         interval: float = 0.05,
         suggestions: Iterable[str] | Literal["auto"] | None = "auto",
+        api: Literal["assistants", "responses"] = "assistants",
     ) -> None:
         self.updates = _default_updates() if updates == "auto" else updates
-        self._conversation = Conversation(client, assistant, thread, model=model, on_change=self._changed)
+        self._conversation = Conversation(client, assistant, thread, model=model, on_change=self._changed, api=api)
         self._coalescer = Coalescer(self._render, interval=interval)
         self._pump = Pump(self._coalescer, busy=lambda: self._conversation.running)
         self._views: list[TurnView] = []
