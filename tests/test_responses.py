@@ -30,8 +30,14 @@ def script(request: dict) -> dict:
     question = _text(messages[last_user])
     results = [_text(m) for m in messages[last_user + 1:] if m["role"] == "tool"]
     usage = {"prompt_tokens": 10, "completion_tokens": 5}
+    offered = {t["function"]["name"] for t in request.get("tools") or []}
+    if question.startswith("run twice:") and len(results) < 2 and "code_interpreter" in offered:
+        code = json.dumps({"code": question[len("run twice:"):].strip()})
+        return {"content": None, "tool_calls": [{"name": "code_interpreter", "arguments": code}], "usage": usage}
     if results:
         return {"content": f"Output: {results[-1].strip()}", "tool_calls": [], "usage": usage}
+    if question.startswith("run") and "code_interpreter" not in offered:
+        return {"content": f"No tools for: {question}", "tool_calls": [], "usage": usage}
     if "weather" in question:
         return {"content": None, "tool_calls": [{"name": "get_weather", "arguments": json.dumps({"city": "Seoul"})}],
                 "usage": usage}
@@ -286,3 +292,41 @@ def test_a_response_recorded_on_chat_replays_offline(model, tmp_path):
     assert recorded.output_text == replayed.output_text == "Output: [1, 2, 3]"
     assert code_call(replayed).code == code_call(recorded).code == "sorted({3, 1, 2})"
     assert code_call(replayed).outputs[0].logs == code_call(recorded).outputs[0].logs
+
+
+def test_request_settings_are_honoured_and_echoed(client, model):
+    response = client.responses.create(
+        model="tutor-model", input="run: 1 + 1", tools=CODE, instructions="Be brief.", metadata={"lesson": "7"},
+        temperature=0.2, top_p=0.9, max_output_tokens=300, parallel_tool_calls=False)
+    assert (response.instructions, response.metadata, response.temperature, response.top_p) == (
+        "Be brief.", {"lesson": "7"}, 0.2, 0.9)
+    assert (response.max_output_tokens, response.parallel_tool_calls, response.tool_choice) == (300, False, "auto")
+    sent = model.requests[-1]
+    assert sent["messages"][0]["role"] == "system" and sent["messages"][0]["content"].startswith("Be brief.")
+    assert (sent["temperature"], sent["top_p"]) == (0.2, 0.9)
+    assert response.text.format.type == "text" and response.truncation == "disabled"
+
+
+def test_tool_choice_none_offers_no_tools(client, model):
+    response = client.responses.create(model="tutor-model", input="run: 1 + 1", tools=CODE, tool_choice="none")
+    assert [item.type for item in response.output] == ["message"]
+    assert response.output_text == "No tools for: run: 1 + 1"
+    assert "tools" not in model.requests[-1] or not model.requests[-1]["tools"]
+
+
+def test_max_tool_calls_stops_offering_the_code_interpreter(client, model):
+    unlimited = client.responses.create(model="tutor-model", input="run twice: 3 * 3", tools=CODE)
+    assert [item.type for item in unlimited.output] == ["code_interpreter_call", "code_interpreter_call", "message"]
+    limited = client.responses.create(model="tutor-model", input="run twice: 3 * 3", tools=CODE, max_tool_calls=1)
+    assert [item.type for item in limited.output] == ["code_interpreter_call", "message"]
+    assert limited.max_tool_calls == 1 and limited.output_text == "Output: 9"
+    assert not model.requests[-1].get("tools")
+
+
+def test_store_false_answers_but_keeps_nothing(client):
+    response = client.responses.create(model="tutor-model", input="hello", store=False)
+    assert response.status == "completed" and response.output_text == "You said: hello"
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(response.id)
+    with pytest.raises(openai.BadRequestError, match="background"):
+        client.responses.create(model="tutor-model", input="hello", store=False, background=True)

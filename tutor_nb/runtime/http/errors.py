@@ -33,7 +33,8 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(404)
     async def _no_route(request: Request, exc: Exception) -> JSONResponse:
         return APIError(404, f"Unknown endpoint {request.method} {request.url.path}. tutor_nb serves OpenAI's "
-                        "Assistants endpoints (assistants, threads, messages, runs, run steps, files, vector stores) under /v1.",
+                        "Assistants endpoints (assistants, threads, messages, runs, run steps, files, vector stores) and "
+                        "Responses endpoints (responses, conversations) under /v1.",
                         code="unknown_url").response()
 
     @app.exception_handler(405)

@@ -153,10 +153,10 @@ class Responses:
 
     async def wait(self, response_id: str) -> Response:
         """The response once it has ended."""
-        task = self._tasks.get(response_id)
+        job, task = self._jobs.get(response_id), self._tasks.get(response_id)
         if task is not None:
             await asyncio.shield(task)
-        response = self.get(response_id)
+        response = job.response if job is not None else self.get(response_id)  # store=false: only the job has it
         assert response is not None
         return response
 
