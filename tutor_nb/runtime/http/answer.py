@@ -15,7 +15,7 @@ def ok(obj: BaseModel | dict, headers: dict[str, str] | None = None) -> Response
 
 
 #: fields OpenAI left out rather than sending null; the SDK reads a missing field as None
-_UNSENT_WHEN_NULL = {"file": ("expires_at", "status_details")}
+_UNSENT_WHEN_NULL = {"file": ("expires_at", "status_details"), "vector_store": ("expires_after",)}
 
 
 def public(data: dict[str, Any]) -> dict[str, Any]:

@@ -81,6 +81,20 @@ def check_attributes(attributes: Any, param: str = "attributes") -> dict[str, An
     return dict(attributes)
 
 
+def _check_expiry(p: Mapping[str, Any]) -> None:
+    after = p.get("expires_after")
+    days = after.get("days") if isinstance(after, Mapping) else None
+    if isinstance(days, int) and not 1 <= days <= 365:
+        raise VectorStoreError(400, f"Invalid value for 'expires_after.days': it must be between 1 and 365 (got "
+                               f"{days}).", param="expires_after.days", code="invalid_value")
+
+
+def _check_count(items: Any, most: int, param: str) -> None:
+    if items is not None and len(items) > most:
+        raise VectorStoreError(400, f"Invalid value for '{param}': at most {most} items (got {len(items)}).",
+                               param=param, code="invalid_value")
+
+
 def _strategy(param: Any, name: str = "chunking_strategy") -> ChunkingStrategy:
     try:
         return ChunkingStrategy.from_param(param)
@@ -115,6 +129,8 @@ class VectorStores:
     # -- stores ----------------------------------------------------------------------------
 
     def create(self, p: Mapping[str, Any], *, store_id: str | None = None) -> VectorStore:
+        _check_expiry(p)
+        _check_count(p.get("file_ids"), 500, "file_ids")
         strategy = _strategy(p.get("chunking_strategy"))
         file_ids = list(p.get("file_ids") or [])
         for file_id in file_ids:
@@ -140,6 +156,7 @@ class VectorStores:
         return Page([self._fresh(vs) for vs in page.data], page.has_more)  # type: ignore[arg-type]
 
     def update(self, vs_id: str, p: Mapping[str, Any]) -> VectorStore:
+        _check_expiry(p)
         vs = self._need(vs_id)
         changes = {k: p[k] for k in ("name", "metadata", "expires_after") if k in p}
         if changes.get("name") is None:
@@ -245,6 +262,8 @@ class VectorStores:
 
     def create_batch(self, vs_id: str, p: Mapping[str, Any]) -> VectorStoreFileBatch:
         self._usable(vs_id)
+        _check_count(p.get("file_ids"), 2000, "file_ids")
+        _check_count(p.get("files"), 2000, "files")
         if bool(p.get("file_ids")) == bool(p.get("files")):
             raise VectorStoreError(400, "Give either 'file_ids' or 'files' (a list of {file_id, attributes, "
                                    "chunking_strategy}), not both and not neither.", param="file_ids",
