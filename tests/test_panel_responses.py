@@ -95,3 +95,43 @@ def test_stop_cancels_the_background_response_and_keeps_the_panel_usable(runtime
     assert client.responses.retrieve(entry["run_id"]).status == "cancelled"
     panel.send(KOREAN_FIB)
     assert panel.wait(timeout=120)["status"] == "completed"
+
+
+def test_logs_stream_while_the_code_runs_and_a_stopped_call_keeps_them(runtime):
+    """tutor_nb's own logs.delta events: the panel shows them mid-run; the SDK's stream helper
+    skips them and still ends with the stored response."""
+    client = runtime.client()
+    panel = ChatPanel(client=client, api="responses")
+    panel.send(ev.SLOW_CASSETTE["turns"][0]["user"])
+    deadline = time.monotonic() + 60
+    logs = ""
+    while time.monotonic() < deadline:
+        steps = panel.transcript[-1]["steps"] if len(panel.transcript) == 2 else []
+        if steps and steps[0]["status"] == "in_progress" and steps[0]["logs"].startswith("1\n2\n3\n"):
+            logs = steps[0]["logs"]
+            break
+        time.sleep(0.05)
+    assert logs, "no logs while the code ran"
+    assert panel.status.startswith("running code (")
+    panel.stop()
+    entry = panel.wait(timeout=60)
+    assert entry["status"] == "cancelled" and entry["steps"][0]["logs"].startswith(logs)
+    stored = client.responses.retrieve(entry["run_id"], include=["code_interpreter_call.outputs"])
+    (call,) = [item for item in stored.output if item.type == "code_interpreter_call"]
+    assert call.status == "incomplete" and call.outputs[0].logs.startswith(logs)
+
+
+def test_the_sdk_stream_helper_ends_with_the_stored_response(runtime):
+    client = runtime.client()
+    kinds: list[str] = []
+    with client.responses.stream(model="gpt-4o", input=ev.PLOT_CASSETTE["turns"][0]["user"],
+                                 tools=[{"type": "code_interpreter", "container": {"type": "auto"}}],
+                                 include=["code_interpreter_call.outputs"]) as stream:
+        for event in stream:
+            kinds.append(event.type)
+        final = stream.get_final_response()
+    stored = client.responses.retrieve(final.id, include=["code_interpreter_call.outputs"])
+    assert final.status == "completed" and [o.type for o in final.output] == [o.type for o in stored.output]
+    assert final.output[0].model_dump() == stored.output[0].model_dump()  # the code call, logs not doubled
+    assert final.output[-1].content[0].text == stored.output[-1].content[0].text
+    assert kinds.index("response.code_interpreter_call.interpreting") < kinds.index("response.code_interpreter_call.completed")

@@ -125,12 +125,20 @@ class ResponseTurnBuilder:
         step.running_since = step.running_since or time.monotonic()
         step.version += 1
 
+    def _code_interpreter_call_logs_delta(self, event: Any) -> None:
+        """tutor_nb's runtime streams a running call's logs (the SDK parses it as some delta event)."""
+        step = self._item(event.item_id, Step)
+        previous = step.outputs.get(0, ("logs", ""))[1]
+        step.outputs[0] = ("logs", previous + (getattr(event, "delta", "") or ""))
+        step.running_since = step.running_since or time.monotonic()
+        step.version += 1
+
     def _output_item_done(self, event: Any) -> None:
         item = event.item
         if item.type == "code_interpreter_call":
             step = self._item(item.id, Step)
             step.code = item.code or step.code
-            if item.outputs is not None:
+            if item.outputs:
                 step.outputs = {}
                 for index, out in enumerate(item.outputs):
                     if out.type == "logs":

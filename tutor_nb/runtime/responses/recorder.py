@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 _EVENT = TypeAdapter(ResponseStreamEvent)
 INCLUDE_OUTPUTS = "code_interpreter_call.outputs"
+#: tutor_nb's own event: a running code call's new logs (OpenAI has none)
+LOGS_DELTA = "response.code_interpreter_call.logs.delta"
 
 
 def shown(item: dict[str, Any], include: list[str] | tuple = ()) -> dict[str, Any]:
@@ -48,6 +50,7 @@ class ResponseRecorder:
         self._text = ""  # its text so far
         self._items: dict[str, tuple[int, dict[str, Any]]] = {}  # tool call id -> (output index, item)
         self._files: dict[str, str] = {}  # file name -> container file id, for citations
+        self._live: dict[str, str] = {}  # tool call id -> logs streamed while it runs
 
     # -- events ------------------------------------------------------------------------------
 
@@ -181,7 +184,22 @@ class ResponseRecorder:
         self.code_calls += 1
         self.emit("response.code_interpreter_call.interpreting", item_id=item["id"], output_index=index)
 
+    def execution_output(self, turn: Turn, call: ToolCall, logs: str) -> None:
+        """Beyond OpenAI (which sent code outputs only in the finished item): the new logs of a
+        running call as ``response.code_interpreter_call.logs.delta``, when the request included
+        the outputs. The SDKs' stream helpers skip event types they do not know."""
+        if INCLUDE_OUTPUTS not in self.job.include:
+            return
+        index, item = self._items[call.id]
+        sent = self._live.get(call.id, "")
+        if not logs.startswith(sent) or len(logs) == len(sent):
+            return
+        self._live[call.id] = logs
+        self.log.append({"type": LOGS_DELTA, "sequence_number": len(self.log), "item_id": item["id"],
+                         "output_index": index, "delta": logs[len(sent):]})
+
     def execution_done(self, turn: Turn, call: ToolCall, result: Any, seconds: float) -> None:
+        self._live.pop(call.id, None)
         index, item = self._items[call.id]
         containers = self.job.containers
         for entry in containers.record(self.container, result.files):
@@ -212,6 +230,8 @@ class ResponseRecorder:
         for item in self.output:
             if item.get("status") in ("in_progress", "interpreting"):
                 item["status"] = "incomplete"
+        for call_id, logs in self._live.items():  # a stopped call keeps what it printed
+            self._items[call_id][1]["outputs"] = [{"type": "logs", "logs": logs}]
 
     def items(self) -> list[dict[str, Any]]:
         """The full output items, for storing."""
