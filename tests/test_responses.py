@@ -330,3 +330,18 @@ def test_store_false_answers_but_keeps_nothing(client):
         client.responses.retrieve(response.id)
     with pytest.raises(openai.BadRequestError, match="background"):
         client.responses.create(model="tutor-model", input="hello", store=False, background=True)
+
+
+def test_the_readme_example_runs_offline_on_the_built_in_cassettes(tmp_path):
+    from tutor_nb.runtime import start
+
+    with start(backend="replay", data_dir=tmp_path) as rt:
+        client = rt.client(max_retries=0)
+        tools = [{"type": "code_interpreter", "container": {"type": "auto"}}]
+        r = client.responses.create(model="gpt-4o", input="Use code to compute x = 2**100.", tools=tools,
+                                    include=["code_interpreter_call.outputs"])
+        r2 = client.responses.create(model="gpt-4o", input="Now double x.", tools=tools, include=OUTPUTS,
+                                     previous_response_id=r.id)
+    assert code_call(r).outputs[0].logs.strip() == str(2 ** 100)
+    assert code_call(r2).outputs[0].logs.strip() == str(2 ** 101)  # x came from the first response
+    assert str(2 ** 101) in r2.output_text
