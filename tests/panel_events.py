@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Iterator
 
 from openai._models import construct_type
@@ -91,3 +92,18 @@ SLOW_CASSETTE = {
         {"user": "1부터 60까지 천천히 세어줘", "turn": 1, "reply": {"content": "60까지 세었습니다.", "tool_calls": []}},
     ],
 }
+
+
+def record_phases(monkeypatch: Any, builder: type) -> list[str]:
+    """Every status a turn passes through (numbers as N), noted after each event ``builder`` applies."""
+    seen: list[str] = []
+    original = builder.apply
+
+    def apply(self: Any, event: Any) -> None:
+        original(self, event)
+        phase = re.sub(r"\d+(\.\d+)?", "N", self.turn.phase())
+        if not seen or seen[-1] != phase:
+            seen.append(phase)
+
+    monkeypatch.setattr(builder, "apply", apply)
+    return seen

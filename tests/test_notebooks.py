@@ -195,6 +195,7 @@ def test_panel_notebook_renders_the_panel_and_its_transcript_holds_the_answer(ex
     assert "$x = 2$" in answer_html and "$$x = \\frac{5 \\pm 1}{2},$$" in answer_html
     assert "x = (5 ± 1)/2" in transcript and "\\frac" not in transcript
     assert "Use code to divide 10 by each number in 5, 2, 0, 1" in shown_text(tagged(nb, "suggestions"))
+    assert any(WIDGET_VIEW in out.data for out in tagged(nb, "responses-panel").outputs if out.output_type == "display_data")
 
 
 @pytest.mark.slow

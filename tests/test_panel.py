@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import re
 import socket
 import threading
 import time
@@ -428,25 +427,10 @@ def test_interrupt_stops_a_blocking_send(slow_chat_runtime):
 # ----------------------------------------------------------------------------- status, suggestions, export
 
 
-def _phases(monkeypatch) -> list[str]:
-    """Every status the panel passes through: sampled after each stream event is applied."""
+def test_status_follows_a_recorded_code_turn(monkeypatch):
     from tutor_nb.panel.transcript import TurnBuilder
 
-    seen: list[str] = []
-    original = TurnBuilder.apply
-
-    def apply(builder, event):
-        original(builder, event)
-        phase = re.sub(r"\d+(\.\d+)?", "N", builder.turn.phase())
-        if not seen or seen[-1] != phase:
-            seen.append(phase)
-
-    monkeypatch.setattr(TurnBuilder, "apply", apply)
-    return seen
-
-
-def test_status_follows_a_recorded_code_turn(monkeypatch):
-    seen = _phases(monkeypatch)
+    seen = ev.record_phases(monkeypatch, TurnBuilder)
     panel = ChatPanel(client=object())
     assert panel.status == "ready"
     panel.play("q", ev.fibonacci_run("The answer.", "print(1 + 1)", "2\n"))

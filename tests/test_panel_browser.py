@@ -175,15 +175,7 @@ def test_chat_panel_in_jupyterlab(lab):
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 1600}, device_scale_factor=1)
-            page.goto(f"{url}/lab/tree/chat.ipynb?token={token}")
-            page.locator(".jp-Notebook .jp-Cell .cm-content").first.click(timeout=90_000)
-            page.keyboard.press("Shift+Enter")
-            panel = page.locator(".tnb-chat-panel")
-            try:
-                expect(panel).to_be_visible(timeout=120_000)
-            except AssertionError:
-                shown = page.locator(".jp-Cell .jp-OutputArea").first.inner_text()
-                raise AssertionError(f"the notebook did not show the panel; its output:\n{shown}") from None
+            panel = _open_and_run(page, "lab", url, token)
             textarea = panel.locator("textarea")
 
             # Enter, even the one that confirms an IME composition, only edits the text

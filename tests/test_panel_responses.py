@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 
 import ipywidgets as W
@@ -42,16 +41,7 @@ def _walk(widget):
 def test_the_responses_panel_answers_with_a_code_step_and_chains_the_next_message(runtime, monkeypatch):
     from tutor_nb.panel.responses import ResponseTurnBuilder
 
-    seen: list[str] = []
-    apply = ResponseTurnBuilder.apply
-
-    def recording(builder, event):
-        apply(builder, event)
-        phase = re.sub(r"\d+(\.\d+)?", "N", builder.turn.phase())
-        if not seen or seen[-1] != phase:
-            seen.append(phase)
-
-    monkeypatch.setattr(ResponseTurnBuilder, "apply", recording)
+    seen = ev.record_phases(monkeypatch, ResponseTurnBuilder)
     client = runtime.client()
     panel = ChatPanel(client=client, api="responses")
     panel.send(KOREAN_FIB)

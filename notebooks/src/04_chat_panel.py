@@ -86,3 +86,14 @@ tutor_nb.show_message(entry["text"])  # Markdown and math, as the panel shows th
 
 # %%
 print(panel.export())
+
+# %% [markdown]
+# ## 5. The same panel on the Responses API
+#
+# OpenAI's newer Responses API does the same work with other objects: a response instead of a run,
+# `code_interpreter_call` items instead of run steps, and `previous_response_id` (or a conversation)
+# instead of a thread. `api="responses"` draws it the same way; ask it the same questions:
+
+# %% tags=["responses-panel"]
+responses_panel = tutor_nb.ChatPanel(client, api="responses")
+responses_panel
