@@ -213,3 +213,32 @@ def test_show_message_refuses_what_is_not_a_message():
 
     with pytest.raises(TypeError, match="show_message needs a message"):
         show_message([])
+
+
+def test_show_message_in_colab_is_markdown_colab_typesets():
+    from tutor_nb.display import message_bundle
+
+    client = type("Client", (), {"files": _Files()})()
+    bundle = message_bundle(MESSAGE, client, colab=True)
+    assert "text/html" not in bundle
+    md = bundle["text/markdown"]
+    assert "$x = 2$" in md and "$$ x = \\frac{5 \\pm 1}{2} $$" in md
+    assert "[the table](data:text/csv;base64,eAoyCjMK)" in md and "sandbox:" not in md
+
+
+def test_show_message_links_responses_container_files():
+    from tutor_nb.display import message_bundle
+
+    class Content:
+        def retrieve(self, file_id, container_id):
+            assert (file_id, container_id) == ("cfile_1", "cntr_1")
+            return type("Body", (), {"read": lambda self: b"a,b\n"})()
+
+    client = type("Client", (), {"containers": type("C", (), {"files": type("F", (), {"content": Content()})()})()})()
+    text = "Saved [the table](sandbox:/mnt/data/t.csv)."
+    response = {"object": "response", "output": [{"type": "message", "role": "assistant", "content": [{
+        "type": "output_text", "text": text, "annotations": [{
+            "type": "container_file_citation", "container_id": "cntr_1", "file_id": "cfile_1", "filename": "t.csv",
+            "start_index": text.index("sandbox:"), "end_index": text.index(")")}]}]}]}
+    html = message_bundle(response, client, colab=False)["text/html"]
+    assert 'download="t.csv"' in html and "data:text/csv;base64,YSxiCg==" in html

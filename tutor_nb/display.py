@@ -187,42 +187,61 @@ def _message_parts(obj: Any) -> list[dict]:
                 part["text"] += ("\n\n" if part["text"] else "") + (text.get("value") or "")
                 for note in text.get("annotations") or []:
                     file_id = (note.get("file_path") or {}).get("file_id") or note.get("file_id")
-                    if note.get("type") in ("file_path", "container_file_citation") and file_id and note.get("text"):
+                    name = note.get("text") or note.get("filename")
+                    if note.get("type") in ("file_path", "container_file_citation") and file_id and name:
                         start = note.get("start_index", 0)
-                        part["links"].append((offset + start, offset + note.get("end_index", start), file_id, note["text"]))
+                        part["links"].append((offset + start, offset + note.get("end_index", start), file_id, name,
+                                              note.get("container_id")))
         parts.append(part)
     if not parts:
         raise TypeError(f"show_message needs a message, a page or list of messages, a Response or text, not {type(obj).__name__}.")
     return parts
 
 
-def _fetch(client: Any, file_id: str) -> bytes | None:
+def _fetch(client: Any, file_id: str, container_id: str | None = None) -> bytes | None:
     if client is None:
         return None
     try:
+        if container_id:  # a Responses API container file
+            return client.containers.files.content.retrieve(file_id, container_id=container_id).read()
         return client.files.content(file_id).read()
     except Exception:  # shown as a link that says it could not be fetched
         return None
 
 
-def message_bundle(obj: Any, client: Any = None) -> dict[str, str]:
-    """``text/html`` (Markdown, math for MathJax, files as download links) and ``text/plain``."""
+def message_bundle(obj: Any, client: Any = None, *, colab: bool | None = None) -> dict[str, str]:
+    """``text/html`` (Markdown, math for MathJax, files as download links) and ``text/plain``.
+
+    In Colab, whose HTML outputs typeset no math, ``text/markdown`` (which it typesets) instead
+    of HTML, files linked as data URLs.
+    """
+    import re
+    import sys
+
     from .panel import render
 
-    htmls, texts = [], []
+    colab = "google.colab" in sys.modules if colab is None else colab
+    htmls, markdowns, texts = [], [], []
     for part in _message_parts(obj):
         links, spans = [], []
-        for start, end, file_id, text in part["links"]:
-            data = _fetch(client, file_id)
+        for start, end, file_id, text, container_id in part["links"]:
+            data = _fetch(client, file_id, container_id)
             fits = data is not None and len(data) <= render.MAX_EMBED_BYTES
             links.append(render.FileLink(text.rsplit("/", 1)[-1] or file_id, data if fits else None))
             spans.append((start, end))
-        body = render.markdown_html(render.links_markdown(part["text"], spans), links)
-        images = [render.image_html(data) for data in (_fetch(client, fid) for fid in part["images"]) if data]
-        who = "" if len(texts) == 0 and part["role"] == "assistant" else render.role_html(part["role"].title())
-        htmls.append(f'<div class="tnb-message">{who}{"".join(images)}{body}</div>')
-        texts.append(("" if not who else f"[{part['role']}]\n") + render.plain_text(part["text"]))
-    return {"text/html": "\n".join(htmls), "text/plain": "\n\n".join(texts)}
+        source = render.links_markdown(part["text"], spans)
+        images = [data for data in (_fetch(client, fid) for fid in part["images"]) if data]
+        first = not texts and part["role"] == "assistant"
+        who = "" if first else render.role_html(part["role"].title())
+        htmls.append(f'<div class="tnb-message">{who}{"".join(map(render.image_html, images))}'
+                     f'{render.markdown_html(source, links)}</div>')
+        linked = re.sub(r"tutornb-file-(\d+)", lambda m: links[int(m.group(1))].url(), source)
+        markdowns.append(("" if first else f"**{part['role'].title()}**\n\n")
+                         + "".join(f"![image]({render.image_url(data)})\n\n" for data in images)
+                         + render.convert_math_delimiters(linked))
+        texts.append(("" if first else f"[{part['role']}]\n") + render.plain_text(part["text"]))
+    rich = {"text/markdown": "\n\n".join(markdowns)} if colab else {"text/html": "\n".join(htmls)}
+    return {**rich, "text/plain": "\n\n".join(texts)}
 
 
 def show_message(obj: Any, *, client: Any = None) -> None:
