@@ -46,7 +46,8 @@ class RuntimeCore:
                              vector_stores=self.vector_stores)
         self.containers = Containers(self.store, self.sandbox)
         self.conversations = Conversations(self.store)
-        self.responses = Responses(self.store, self.engine.loop, self.containers, self.conversations)
+        self.responses = Responses(self.store, self.engine.loop, self.containers, self.conversations,
+                                   self.vector_stores)
 
     async def start(self) -> None:
         self.responses.recover()

@@ -28,6 +28,7 @@ PREFIX = {
     "container file": "cfile",
     "code call": "ci",
     "function call": "fc",
+    "file search call": "fs",
     "item": "item",
 }
 

@@ -6,6 +6,7 @@ import json
 from typing import Any, Iterable
 
 from ..agent import CODE_TOOL_NAME
+from ..search.tool import SEARCH_TOOL_NAME, Source, model_text
 from ..wire import new_id
 
 #: how much of an execution's logs goes back to the model (the client always gets all of it)
@@ -55,6 +56,7 @@ def chat_messages(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     calls: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
+    shown = 0  # passages numbered so far: file search numbers them along the whole history
 
     def flush() -> None:
         if calls:
@@ -72,6 +74,12 @@ def chat_messages(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             arguments = json.dumps({"code": item.get("code") or ""}, ensure_ascii=False)
             calls.append({"id": item["id"], "type": "function", "function": {"name": CODE_TOOL_NAME, "arguments": arguments}})
             results.append({"role": "tool", "tool_call_id": item["id"], "content": _execution_text(item)})
+        elif kind == "file_search_call":
+            arguments = json.dumps({"queries": item.get("queries") or []}, ensure_ascii=False)
+            calls.append({"id": item["id"], "type": "function", "function": {"name": SEARCH_TOOL_NAME, "arguments": arguments}})
+            sources = search_sources([item], start=shown)
+            shown += len(sources)
+            results.append({"role": "tool", "tool_call_id": item["id"], "content": model_text(sources)})
         else:
             flush()
             if kind == "function_call_output":
@@ -84,6 +92,13 @@ def chat_messages(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                     out.append({"role": _ROLES.get(item.get("role", "user"), item.get("role", "user")), "content": text})
     flush()
     return out
+
+
+def search_sources(items: Iterable[dict[str, Any]], start: int = 0) -> list[Source]:
+    """The passages of file_search_call items, numbered as the model was shown them."""
+    found = [r for item in items if item.get("type") == "file_search_call" for r in item.get("results") or []]
+    return [Source(start + i, r.get("file_id") or "", r.get("filename") or "", r.get("score") or 0.0,
+                   r.get("text") or "", r.get("attributes") or {}) for i, r in enumerate(found)]
 
 
 def _execution_text(item: dict[str, Any]) -> str:

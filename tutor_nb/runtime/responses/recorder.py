@@ -14,8 +14,11 @@ from typing import TYPE_CHECKING, Any
 from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from ..agent import ToolCall, Turn
+from ..agent import RunFailure, ToolCall, Turn
 from ..backends.base import CODE_TOOL, ModelRequest, Usage
+from ..search.session import FileSearchFailed
+from ..search.tool import INSTRUCTIONS as SEARCH_INSTRUCTIONS
+from ..search.tool import SEARCH_TOOL, settled
 from ..wire import FILE_MENTION, new_id
 from .items import chat_messages
 from .stream import EventLog
@@ -27,12 +30,16 @@ _EVENT = TypeAdapter(ResponseStreamEvent)
 INCLUDE_OUTPUTS = "code_interpreter_call.outputs"
 #: tutor_nb's own event: a running code call's new logs (OpenAI has none)
 LOGS_DELTA = "response.code_interpreter_call.logs.delta"
+INCLUDE_RESULTS = "file_search_call.results"
 
 
 def shown(item: dict[str, Any], include: list[str] | tuple = ()) -> dict[str, Any]:
-    """An output item as a client sees it: a code call's outputs only when ``include`` asks for them."""
+    """An output item as a client sees it: a code call's outputs and a search's results only when
+    ``include`` asks for them."""
     if item.get("type") == "code_interpreter_call" and INCLUDE_OUTPUTS not in include:
         return {**item, "outputs": None}
+    if item.get("type") == "file_search_call" and INCLUDE_RESULTS not in include:
+        return {**item, "results": None}
     return item
 
 
@@ -43,6 +50,9 @@ class ResponseRecorder:
         self.job, self.log = job, log
         self.container = job.container_id or ""
         self.function_names = {t["name"] for t in job.function_tools}
+        self.search = job.search
+        self.searches_files = job.search is not None
+        self._sent = ""  # the message's text streamed so far (citation markers taken out)
         self.output: list[dict[str, Any]] = []  # full items (code outputs included), in output order
         self.usage: Usage | None = None
         self.code_calls = 0
@@ -72,7 +82,7 @@ class ResponseRecorder:
 
     def request(self) -> ModelRequest:
         job = self.job
-        system = (job.instructions or "") + self._file_note()
+        system = (job.instructions or "") + self._file_note() + (SEARCH_INSTRUCTIONS if self.search else "")
         messages = [{"role": "system", "content": system.strip()}] if system.strip() else []
         messages += chat_messages([*job.history, *self.output])
         tools: list[dict[str, Any]] = []
@@ -81,6 +91,8 @@ class ResponseRecorder:
                 tools.append(CODE_TOOL)
             tools += [{"type": "function", "function": {k: t[k] for k in ("name", "description", "parameters", "strict")
                                                         if t.get(k) is not None}} for t in job.function_tools]
+            if self.search is not None:
+                tools.append(SEARCH_TOOL)
         return ModelRequest(model=job.model, messages=messages, tools=tools, temperature=job.temperature,
                             top_p=job.top_p, max_tokens=job.max_output_tokens)
 
@@ -98,20 +110,37 @@ class ResponseRecorder:
             index = self._added(self._message)
             self.emit("response.content_part.added", item_id=self._message["id"], output_index=index, content_index=0,
                       part={"type": "output_text", "text": "", "annotations": [], "logprobs": []})
-            self._text = ""
+            self._text = self._sent = ""
         self._text += text
-        self.emit("response.output_text.delta", item_id=self._message["id"], output_index=self._index(self._message),
-                  content_index=0, delta=text, logprobs=[])
+        self._stream_text(self._visible(settled(self._text)))
+
+    def _visible(self, text: str) -> str:
+        """The answer as the client gets it: file search markers out (they become annotations)."""
+        return self.search.without_markers(text)[0] if self.search is not None else text
+
+    def _stream_text(self, visible: str) -> None:
+        assert self._message is not None
+        if len(visible) > len(self._sent) and visible.startswith(self._sent):
+            self.emit("response.output_text.delta", item_id=self._message["id"],
+                      output_index=self._index(self._message), content_index=0, delta=visible[len(self._sent):],
+                      logprobs=[])
+            self._sent = visible
 
     def _index(self, item: dict[str, Any]) -> int:
         return next(i for i, o in enumerate(self.output) if o is item)
 
     def _finish_message(self) -> None:
-        message, self._message = self._message, None
+        message = self._message
         if message is None:
             return
-        index, text = self._index(message), self._text
+        text = self._visible(self._text)
+        self._stream_text(text)  # what was held back (a trailing space, a marker not closed)
+        self._message = None
+        index = self._index(message)
         annotations = self._citations(text)
+        if self.search is not None:
+            found = self.search.without_markers(self._text)[1]
+            annotations = sorted(annotations + found, key=lambda a: a.get("index", a.get("start_index", 0)))
         self.emit("response.output_text.done", item_id=message["id"], output_index=index, content_index=0, text=text,
                   logprobs=[])
         for number, annotation in enumerate(annotations):
@@ -139,6 +168,11 @@ class ResponseRecorder:
                     "container_id": self.container, "outputs": None}
             index = self._added(item)
             self.emit("response.code_interpreter_call.in_progress", item_id=item["id"], output_index=index)
+        elif call.kind == "file_search":
+            item = {"id": new_id("file search call"), "type": "file_search_call", "status": "in_progress",
+                    "queries": [], "results": None}
+            index = self._added(item)
+            self.emit("response.file_search_call.in_progress", item_id=item["id"], output_index=index)
         else:
             item = {"id": new_id("function call"), "type": "function_call", "call_id": call.id, "name": call.name,
                     "arguments": "", "status": "in_progress"}
@@ -147,6 +181,8 @@ class ResponseRecorder:
 
     def call_delta(self, turn: Turn, call: ToolCall, text: str) -> None:
         index, item = self._items[call.id]
+        if call.kind == "file_search":
+            return  # its queries are read whole when it runs
         if call.kind == "code_interpreter":
             item["code"] += text
             self.emit("response.code_interpreter_call_code.delta", item_id=item["id"], output_index=index, delta=text)
@@ -158,6 +194,8 @@ class ResponseRecorder:
         self._finish_message()
         for call in turn.calls.values():
             index, item = self._items[call.id]
+            if call.kind == "file_search":
+                continue  # it runs, and ends, in file_search()
             if call.kind == "code_interpreter":
                 rest = call.finish_code()
                 if rest:
@@ -220,15 +258,33 @@ class ResponseRecorder:
     async def functions_called(self, turn: Turn) -> bool:
         return False  # the response ends with its function_call items; the next request sends their outputs
 
+    async def file_search(self, turn: Turn, call: ToolCall) -> None:
+        """A ``file_search_call`` item: its queries, then its results."""
+        assert self.search is not None
+        index, item = self._items[call.id]
+        item["status"] = "searching"
+        self.emit("response.file_search_call.searching", item_id=item["id"], output_index=index)
+        try:
+            queries, sources = await self.search.search(call.arguments)
+        except FileSearchFailed as exc:
+            item["status"] = "failed"
+            self._done(index, item)
+            raise RunFailure(str(exc)) from None
+        item.update(queries=queries, status="completed", results=[
+            {"file_id": s.file_id, "filename": s.filename, "score": s.score, "text": s.text, "attributes": s.attributes}
+            for s in sources])
+        self.emit("response.file_search_call.completed", item_id=item["id"], output_index=index)
+        self._done(index, item)
+
     # -- the end -----------------------------------------------------------------------------
 
     def stop(self, status: str) -> None:
         """End the items still open (the response was cancelled or failed)."""
         if self._message is not None:
-            self._message["content"] = [{"type": "output_text", "text": self._text, "annotations": []}]
+            self._message["content"] = [{"type": "output_text", "text": self._visible(self._text), "annotations": []}]
             self._message = None
         for item in self.output:
-            if item.get("status") in ("in_progress", "interpreting"):
+            if item.get("status") in ("in_progress", "interpreting", "searching"):
                 item["status"] = "incomplete"
         for call_id, logs in self._live.items():  # a stopped call keeps what it printed
             self._items[call_id][1]["outputs"] = [{"type": "logs", "logs": logs}]

@@ -25,14 +25,16 @@ from ..http.errors import APIError
 from ..store import Item, Store
 from ..wire import new_id, now
 from .conversations import Conversations
-from .items import input_items
+from ..search.session import FileSearchSession
+from ..search.stores import VectorStoreError, VectorStores
+from .items import input_items, search_sources
 from .recorder import ResponseRecorder, shown
 from .stream import EventLog
 
 log = logging.getLogger("tutor_nb.runtime")
 
 LOGS_KEPT = 200  # responses whose stream events are kept in memory for resuming
-TOOL_TYPES = ("code_interpreter", "function")
+TOOL_TYPES = ("code_interpreter", "function", "file_search")
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Job:
     include: list[str] = field(default_factory=list)
     stored: bool = True
     conversation_id: str | None = None
+    search: FileSearchSession | None = None
 
     def __getattr__(self, name: str) -> Any:  # model, instructions, temperature, ... as the response has them
         return getattr(self.__dict__["response"], name)
@@ -56,8 +59,10 @@ class Job:
 class Responses:
     """Owns the tasks of responses being generated. Lives in the server's event loop."""
 
-    def __init__(self, store: Store, loop: AgentLoop, containers: Containers, conversations: Conversations) -> None:
+    def __init__(self, store: Store, loop: AgentLoop, containers: Containers, conversations: Conversations,
+                 vector_stores: VectorStores | None = None) -> None:
         self.store, self.loop, self.containers, self.conversations = store, loop, containers, conversations
+        self.vector_stores = vector_stores
         self._jobs: dict[str, Job] = {}
         self._tasks: dict[str, asyncio.Task] = {}
         self._logs: OrderedDict[str, EventLog] = OrderedDict()
@@ -116,7 +121,7 @@ class Responses:
         for tool in tools:
             if tool.get("type") not in TOOL_TYPES:
                 raise APIError(400, f"The tool type {tool.get('type')!r} is not served by tutor_nb; use "
-                               "code_interpreter or function tools.", param="tools", code="invalid_value")
+                               "code_interpreter, file_search or function tools.", param="tools", code="invalid_value")
         functions = [t for t in tools if t["type"] == "function"]
         code_tool = next((t for t in tools if t["type"] == "code_interpreter"), None)
         self._check_tool_choice(p.get("tool_choice"), functions, code_tool)
@@ -134,9 +139,11 @@ class Responses:
             "conversation": {"id": conversation_id} if conversation_id else None, "error": None,
             "incomplete_details": None, "usage": None,
         })
+        search_tool = next((t for t in tools if t["type"] == "file_search"), None)
         job = Job(response=response, containers=self.containers, history=[*history, *inputs], inputs=inputs,
                   function_tools=functions, container_id=container_id, include=list(p.get("include") or []),
-                  stored=p.get("store", True) is not False, conversation_id=conversation_id)
+                  stored=p.get("store", True) is not False, conversation_id=conversation_id,
+                  search=self._search(search_tool, history) if search_tool is not None else None)
         if job.stored:
             self.store.add(response)
             for item in inputs:
@@ -223,6 +230,22 @@ class Responses:
         if choice.get("type") == "code_interpreter" and code_tool is None:
             raise APIError(400, "tool_choice asks for the code interpreter, which is not among the request's tools.",
                            param="tool_choice", code="invalid_value")
+
+    def _search(self, tool: dict[str, Any], history: list[dict[str, Any]]) -> FileSearchSession:
+        """The response's file searches, over the tool's stores, numbered on from the history's."""
+        ids = list(tool.get("vector_store_ids") or [])
+        if not ids or self.vector_stores is None:
+            raise APIError(400, "The file_search tool needs 'vector_store_ids': the vector stores to search.",
+                           param="tools.vector_store_ids", code="missing_required_parameter")
+        for vs_id in ids:
+            try:
+                self.vector_stores.get(vs_id)
+            except VectorStoreError as exc:
+                raise APIError(exc.status, exc.message, param="tools.vector_store_ids", code=exc.code) from None
+        ranking = tool.get("ranking_options") or {}
+        return FileSearchSession(self.vector_stores, ids, max_num_results=tool.get("max_num_results"),
+                                 score_threshold=ranking.get("score_threshold"), ranker=ranking.get("ranker"),
+                                 filters=tool.get("filters"), shown=search_sources(history))
 
     def _container(self, tool: dict[str, Any], history: list[dict[str, Any]]) -> str:
         """The container the response's code runs in: the one named, or an auto one (reused along a chain)."""

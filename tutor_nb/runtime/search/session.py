@@ -11,7 +11,7 @@ import asyncio
 from typing import Any, Sequence
 
 from .stores import VectorStoreError, VectorStores
-from .tool import DEFAULT_MAX_RESULTS, Source, citations, queries_of
+from .tool import DEFAULT_MAX_RESULTS, Source, citations, queries_of, without_markers
 
 
 class FileSearchFailed(Exception):
@@ -22,6 +22,7 @@ class FileSearchSession:
     def __init__(
         self, stores: VectorStores, vector_store_ids: Sequence[str], *, max_num_results: int | None = None,
         score_threshold: float | None = None, ranker: str | None = None, filters: Any = None,
+        shown: Sequence[Source] = (),
     ) -> None:
         self.stores = stores
         self.vector_store_ids = list(dict.fromkeys(vector_store_ids))
@@ -29,7 +30,7 @@ class FileSearchSession:
         self.score_threshold = score_threshold or 0.0
         self.ranker = ranker or "auto"
         self.filters = filters
-        self.sources: dict[int, Source] = {}
+        self.sources: dict[int, Source] = {s.number: s for s in shown}  # passages the model saw before
 
     @property
     def ranking_options(self) -> dict[str, Any]:
@@ -46,9 +47,14 @@ class FileSearchSession:
         except VectorStoreError as exc:
             raise FileSearchFailed(f"file_search could not search its vector stores: {exc.message}") from None
         start = len(self.sources)
-        sources = [Source(start + i, f.file_id, f.filename, f.score, f.text) for i, f in enumerate(found)]
+        sources = [Source(start + i, f.file_id, f.filename, f.score, f.text, f.attributes) for i, f in enumerate(found)]
         self.sources.update((s.number, s) for s in sources)
         return queries, sources
 
     def citations(self, text: str) -> list[dict[str, Any]]:
+        """Assistants' form: markers kept, a ``file_citation`` annotation over each."""
         return citations(text, self.sources)
+
+    def without_markers(self, text: str) -> tuple[str, list[dict[str, Any]]]:
+        """Responses' form: markers taken out, a ``file_citation`` at the index of each."""
+        return without_markers(text, self.sources)

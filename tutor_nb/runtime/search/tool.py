@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 SEARCH_TOOL_NAME = "file_search"
@@ -47,6 +47,8 @@ INSTRUCTIONS = (
 )
 
 _MARKER = re.compile(r"【(\d+)(?::(\d+))?†([^】\n]{0,200})】")
+#: a marker with the space before it: what the Responses API takes out of the text
+_SPACED_MARKER = re.compile(r"[ \t]?" + _MARKER.pattern)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Source:
     filename: str
     score: float
     text: str
+    attributes: dict = field(default_factory=dict)
 
 
 def queries_of(arguments: str, fallback: str = "") -> list[str]:
@@ -83,20 +86,58 @@ def model_text(sources: Sequence[Source]) -> str:
     return "\n\n".join(f"【{s.number}†{s.filename}】 (score {s.score:.2f})\n{s.text}" for s in sources)
 
 
+def _source(match: re.Match[str], sources: dict[int, Source], by_name: dict[str, Source]) -> Source | None:
+    number = int(match.group(2) if match.group(2) is not None else match.group(1))
+    source = sources.get(number)
+    named = by_name.get(match.group(3).strip())
+    if named is not None and (source is None or source.filename != named.filename):
+        return named
+    return source
+
+
+def _by_name(sources: dict[int, Source]) -> dict[str, Source]:
+    return {s.filename: s for s in sorted(sources.values(), key=lambda s: -s.number)}
+
+
+def without_markers(text: str, sources: dict[int, Source]) -> tuple[str, list[dict[str, Any]]]:
+    """The Responses API's form: the markers taken out, a ``file_citation`` at the index each stood.
+
+    Markers that name no source shown are taken out too (they would point nowhere).
+    """
+    by_name = _by_name(sources)
+    out: list[str] = []
+    annotations = []
+    position = 0
+    for match in _SPACED_MARKER.finditer(text):
+        out.append(text[position:match.start()])
+        position = match.end()
+        source = _source(match, sources, by_name)
+        if source is not None:
+            annotations.append({"type": "file_citation", "file_id": source.file_id, "filename": source.filename,
+                                "index": sum(map(len, out))})
+    out.append(text[position:])
+    return "".join(out), annotations
+
+
+def settled(text: str) -> str:
+    """The part of a streaming answer that no marker still to come can change: up to a trailing space
+    or an unclosed ``【``."""
+    start = text.rfind("【")
+    if start >= 0 and "】" not in text[start:] and len(text) - start <= 210:
+        text = text[:start]
+    return text.rstrip(" \t")
+
+
 def citations(text: str, sources: dict[int, Source]) -> list[dict[str, Any]]:
     """``file_citation`` annotations for the markers in an answer that name a source it was shown.
 
     ``【n†name】`` is source n; OpenAI's ``【m:n†source】`` form is read as source n too. When the name
     is that of another source shown (a model may renumber), the name decides.
     """
-    by_name = {s.filename: s for s in sorted(sources.values(), key=lambda s: -s.number)}
+    by_name = _by_name(sources)
     annotations = []
     for match in _MARKER.finditer(text):
-        number = int(match.group(2) if match.group(2) is not None else match.group(1))
-        source = sources.get(number)
-        named = by_name.get(match.group(3).strip())
-        if named is not None and (source is None or source.filename != named.filename):
-            source = named
+        source = _source(match, sources, by_name)
         if source is None:
             continue
         annotations.append({"type": "file_citation", "text": match.group(0), "start_index": match.start(),
