@@ -215,6 +215,9 @@ def test_file_search_notebook_indexes_searches_and_cites_the_course_notes(execut
     answer = shown_text(tagged(nb, "answer"))
     assert "[0]" in answer and "【" not in answer and answer.rstrip().endswith("[0] week2_euclid.pdf")
     assert "cites: week3_fibonacci_ko.txt" in shown_text(tagged(nb, "korean-run"))
+    responses = shown_text(tagged(nb, "responses"))
+    assert "['file_search_call', 'message']" in responses and "file_citation at" in responses
+    assert "week2_euclid.pdf" in responses and "【" not in responses
     misses = shown_text(tagged(nb, "misses"))
     assert "'golden ratio'" in misses and "nothing found" in misses
 

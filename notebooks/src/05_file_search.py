@@ -13,6 +13,7 @@
 # 1. upload a small course's notes (Markdown, a PDF, a Korean text) and put them in a vector store;
 # 2. search the store yourself, with and without filters;
 # 3. ask an assistant, read its `file_search` step, the passages it got, and the citations in its answer;
+#    then the same with the Responses API;
 # 4. see what word search finds and what it misses, and what an embeddings model changes.
 #
 # ## Set-up
@@ -167,6 +168,27 @@ message = client.beta.threads.messages.list(thread_id=thread.id, run_id=run.id).
 print(message.content[0].text.value)
 cited = {client.files.retrieve(a.file_citation.file_id).filename for a in message.content[0].text.annotations}
 print("cites:", ", ".join(sorted(cited)))
+
+# %% [markdown]
+# ### The same with the Responses API
+#
+# The Responses API takes the tool and its stores in one request. Its output holds a `file_search_call`
+# item (its `queries`, and its `results` when `include` asks for them) before the message; the message's
+# `file_citation` annotations give the file and the `index` in the text where each citation belongs (the
+# Responses API takes the markers out of the text).
+
+# %% tags=["responses"]
+response = client.responses.create(
+    model="gpt-4o",
+    input="How does the Euclidean algorithm find the greatest common divisor?",
+    tools=[{"type": "file_search", "vector_store_ids": [store.id]}],
+    include=["file_search_call.results"],
+)
+print([item.type for item in response.output])
+display(tutor_nb.search_calls(response)[0])
+print(response.output_text)
+for annotation in response.output[-1].content[0].annotations:
+    print(f"{annotation.type} at {annotation.index}: {annotation.filename}")
 
 # %% [markdown]
 # ## 5. What word search finds, and what it misses
