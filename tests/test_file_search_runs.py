@@ -250,3 +250,27 @@ def test_search_calls_and_show_json_show_the_query_and_hits(client, notes, capsy
     with pytest.raises(tutor_nb.searches.NoSearchCallsError, match="run steps"):
         tutor_nb.search_calls(assistant)
     assert tutor_nb.search_calls(client.beta.threads.messages.list(thread_id=thread.id)) == []
+
+
+def test_the_chat_panel_shows_a_search_as_its_queries_and_hits(client, notes) -> None:
+    import ipywidgets as W
+
+    from tutor_nb.panel import ChatPanel
+
+    assistant = client.beta.assistants.create(model="gpt-4o", tools=[{"type": "file_search"}],
+                                              tool_resources={"file_search": {"vector_store_ids": [notes["vs"]]}})
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "greatest common divisor"}])
+    with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
+        events = list(stream)  # the run's real stream, played into a panel
+    panel = ChatPanel(client=object())
+    panel.play("greatest common divisor", events)
+    entry = panel.wait(timeout=10)
+    assert entry["status"] == "completed"
+
+    def walk(widget: W.Widget):
+        yield widget
+        for child in getattr(widget, "children", ()):
+            yield from walk(child)
+
+    shown = [w.value for w in walk(panel.widget) if isinstance(w, W.HTML)]
+    assert any("Searched “greatest common divisor”: week2.pdf (0." in value for value in shown), shown

@@ -61,6 +61,16 @@ class SearchCall:
                     if self.source == "assistants" else "(no text: ask for it with include=[\"file_search_call.results\"]")
         return None
 
+    def summary(self, most: int = 3) -> str:
+        """One line: what was searched for and the best few hits (for the chat panel)."""
+        asked = ", ".join(f"“{q}”" for q in self.queries) or "the files"
+        if not self.hits:
+            return f"Searched {asked}: nothing found."
+        shown = "; ".join(f"{h.filename} ({h.score:.2f})" + (f" “{_snippet(h.text)[:60]}”" if h.text else "")
+                          for h in self.hits[:most])
+        more = f"; {len(self.hits) - most} more" if len(self.hits) > most else ""
+        return f"Searched {asked}: {shown}{more}."
+
     def __str__(self) -> str:
         lines = [self._header(), self._query_line(), f"{len(self.hits)} hit(s)"]
         for rank, hit in enumerate(self.hits, 1):

@@ -299,6 +299,8 @@ class TurnBuilder:
         if data.type != "tool_calls":
             return
         for index, call in enumerate(data.step_details.tool_calls):
+            if call.type == "file_search" and name == "thread.run.step.completed":
+                self._searched(f"search-{data.id}:{index}", data)
             if call.type != "code_interpreter":
                 continue
             step = self._step_item(data.id, index)
@@ -321,6 +323,14 @@ class TurnBuilder:
             step.finished = time.monotonic()
             self.wanted_files.extend(step.image_file_ids)
             _bump(step)
+
+    def _searched(self, key: str, step: Any) -> None:
+        """A file search step: one line with its queries and best hits."""
+        from ..searches import search_calls
+
+        if self.turn.find(key) is None:
+            for call in search_calls(step)[:1]:
+                self.turn.items.append(Notice(key, call.summary(), error=False))
 
     @staticmethod
     def _output(step: Step, index: int, out: Any) -> None:
