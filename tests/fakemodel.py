@@ -309,6 +309,7 @@ class FakeModel:
 def _handler_for(fake: FakeModel) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # each SSE chunk leaves at once, as from a real model server
 
         def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
             pass

@@ -97,3 +97,58 @@ def test_the_node_sdk_runs_the_walkthrough_on_the_assistants_api(node, runtime):
     assert "thread.run.step.delta" in stream["events"] and "thread.message.delta" in stream["events"]
     assert stream["code"] == seen["code"][0], "the streamed code deltas join to the code in the step"
     assert str(FIB_NUMBERS[-1]) in stream["text"]
+
+
+def test_the_node_sdk_creates_chained_code_interpreter_responses(node, runtime):
+    seen = run_node(node, runtime, "responses_create")
+    first, second = seen["first"], seen["second"]
+    assert first["object"] == "response" and first["status"] == "completed"
+    assert first["output_types"] == ["code_interpreter_call", "message"]
+    [call] = first["code_calls"]
+    assert call["status"] == "completed" and call["code"] == "x = 21\nx" and "21" in call["logs"]
+    assert call["container_id"].startswith("cntr_") and first["output_text"] == "x is 21."
+    assert first["usage"]["total_tokens"] == first["usage"]["input_tokens"] + first["usage"]["output_tokens"] > 0
+
+    assert second["previous_response_id"] == first["id"] and second["status"] == "completed"
+    [doubled] = second["code_calls"]
+    assert "42" in doubled["logs"], "the chained response ran in the first one's container, where x is 21"
+    assert doubled["container_id"] == call["container_id"]
+    assert seen["retrieved"] == {**second, "code_calls": seen["retrieved"]["code_calls"]}
+    assert seen["input_items"] == ["message"]
+    assert seen["deleted"]["deleted"] is True and seen["deleted"]["id"] == first["id"]
+    assert seen["after_delete"]["status"] == 404
+
+
+def test_the_node_sdk_streams_a_code_interpreter_response(node, runtime):
+    seen = run_node(node, runtime, "responses_stream")
+    events = seen["events"]
+    assert events[:2] == ["response.created", "response.in_progress"] and events[-1] == "response.completed"
+    assert seen["sequence"] == list(range(len(events))), "sequence_number counts every event from 0"
+    order = ["response.output_item.added", "response.code_interpreter_call.in_progress",
+             "response.code_interpreter_call_code.delta", "response.code_interpreter_call_code.done",
+             "response.code_interpreter_call.interpreting", "response.code_interpreter_call.completed",
+             "response.output_item.done", "response.content_part.added", "response.output_text.delta",
+             "response.output_text.done", "response.content_part.done"]
+    positions = [events.index(name) for name in order]
+    assert positions == sorted(positions), events
+    [call] = seen["final"]["code_calls"]
+    assert seen["code"] == call["code"] and "fib" in call["code"]
+    assert str(FIB_NUMBERS[-1]) in call["logs"]
+    assert seen["text"] == seen["final"]["output_text"] and str(FIB_NUMBERS[-1]) in seen["text"]
+
+
+def test_the_node_sdk_manages_a_container_and_its_files(node, runtime):
+    seen = run_node(node, runtime, "containers")
+    container = seen["container"]
+    assert container["id"].startswith("cntr_") and container["object"] == "container"
+    assert (container["status"], container["name"], container["minutes"]) == ("running", "node", 5)
+    assert seen["uploaded"]["object"] == "container.file" and seen["uploaded"]["path"] == "/mnt/data/data.csv"
+    assert (seen["uploaded"]["source"], seen["uploaded"]["bytes"]) == ("user", 8)
+    [call] = seen["response"]["code_calls"]
+    assert call["container_id"] == container["id"] and seen["response"]["status"] == "completed"
+    written = [f for f in seen["files"] if f["source"] == "assistant"]
+    assert [f["path"] for f in written] == ["/mnt/data/squares.csv"]
+    assert seen["written_content"].splitlines()[:3] == ["n,square", "1,1", "2,4"]
+    assert seen["retrieved"] == {"id": container["id"], "status": "running"} and container["id"] in seen["listed"]
+    assert seen["remaining"] == ["/mnt/data/squares.csv"], "the uploaded file was deleted"
+    assert seen["after_delete"] == 404

@@ -6,7 +6,7 @@
 // SDK parsed (tests/test_node_sdk.py asserts on it). A failure prints {"error": ...} and exits 1.
 // The base URL and the token come from the environment, never from the command line.
 
-import OpenAI from "openai";
+import OpenAI, { toFile } from "openai";
 
 const client = new OpenAI({ maxRetries: 0, timeout: 60_000 });
 const TUTOR = "You are a personal math tutor. When asked a math question, write and run code to answer the question.";
@@ -121,6 +121,48 @@ const scenarios = {
       .on("response.output_text.delta", (event) => { text += event.delta; });
     const final = await stream.finalResponse();
     return { events, sequence, code, text, final: summary(final) };
+  },
+
+  /** A container: made, a file uploaded and another written by code in it, listed, downloaded, deleted. */
+  async containers() {
+    const container = await client.containers.create({
+      name: "node", expires_after: { anchor: "last_active_at", minutes: 5 },
+    });
+    const uploaded = await client.containers.files.create(container.id, {
+      file: await toFile(Buffer.from("a,b\n1,2\n"), "data.csv"),
+    });
+    const response = await client.responses.create({
+      model: "gpt-4o", input: "Save the squares to a CSV", include: ["code_interpreter_call.outputs"],
+      tools: [{ type: "code_interpreter", container: container.id }],
+    });
+    const files = [];
+    for await (const file of client.containers.files.list(container.id)) files.push(file);
+    const written = files.find((file) => file.source === "assistant");
+    const content = await client.containers.files.content.retrieve(written.id, { container_id: container.id });
+    const retrieved = await client.containers.retrieve(container.id);
+    const listed = [];
+    for await (const item of client.containers.list({ limit: 100 })) listed.push(item.id);
+    await client.containers.files.delete(uploaded.id, { container_id: container.id });
+    const remaining = (await client.containers.files.list(container.id)).data.map((file) => file.path);
+    await client.containers.delete(container.id);
+    let afterDelete = null;
+    try {
+      await client.containers.retrieve(container.id);
+    } catch (error) {
+      afterDelete = error.status;
+    }
+    return {
+      container: { id: container.id, object: container.object, status: container.status, name: container.name,
+                   minutes: container.expires_after?.minutes },
+      uploaded: { id: uploaded.id, object: uploaded.object, path: uploaded.path, source: uploaded.source, bytes: uploaded.bytes },
+      response: summary(response),
+      files: files.map((file) => ({ path: file.path, source: file.source, bytes: file.bytes })),
+      written_content: await content.text(),
+      retrieved: { id: retrieved.id, status: retrieved.status },
+      listed,
+      remaining,
+      after_delete: afterDelete,
+    };
   },
 };
 
