@@ -396,3 +396,49 @@ def test_kernels_do_not_outlive_a_killed_server(tmp_path, cassette, moment, faul
                           f"{len(leftovers)} process(es) outlived the server (killed by the test)"),
                  nothing_lost="no orphaned kernel left running code" if not leftovers else "orphans found")
     assert not leftovers, f"{len(leftovers)} processes outlived the killed server"
+
+
+# -- the Responses API ---------------------------------------------------------------------------
+
+RESPONSE_TOOLS = [{"type": "code_interpreter", "container": {"type": "auto"}}]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_response_then_restart_keeps_the_chain(tmp_path, fault_report):
+    """A background response killed while its code runs ends failed after restart; what came before is intact."""
+    data = tmp_path / "data"
+    server = CliServer(data)
+    try:
+        client = server.client()
+        done = client.responses.create(model="gpt-4o", input=CODE, tools=RESPONSE_TOOLS,
+                                       include=["code_interpreter_call.outputs"])
+        assert done.status == "completed", done.error
+        cut = client.responses.create(model="gpt-4o", input=SLEEP, tools=RESPONSE_TOOLS, background=True,
+                                      previous_response_id=done.id)
+        for event in client.responses.retrieve(cut.id, stream=True):
+            if event.type == "response.code_interpreter_call.interpreting":
+                break
+        time.sleep(0.5)
+        running = client.responses.retrieve(cut.id)
+        assert running.status == "in_progress" and running.output[0].type == "code_interpreter_call"
+        before = client.responses.retrieve(done.id, include=["code_interpreter_call.outputs"])
+        inputs = client.responses.input_items.list(cut.id).data
+    finally:
+        kill_and_reap(server)
+
+    server = CliServer(data)
+    try:
+        client = server.client()
+        assert client.responses.retrieve(done.id, include=["code_interpreter_call.outputs"]) == before
+        interrupted = client.responses.retrieve(cut.id)
+        assert interrupted.status == "failed" and "stopped while this response was in progress" in interrupted.error.message
+        assert client.responses.input_items.list(cut.id).data == inputs
+        again = client.responses.create(model="gpt-4o", input=CODE, tools=RESPONSE_TOOLS, previous_response_id=done.id)
+        assert again.status == "completed", again.error
+        integrity, _ = read_store(data)
+        assert integrity == "ok"
+    finally:
+        server.kill()
+    fault_report("SIGKILL mid-response (background, code running), then restart", trials=1,
+                 outcome="the response is failed with the reason; the chain before it and its input items intact; "
+                         "the chain goes on", nothing_lost="every stored response and item reads back equal")

@@ -238,14 +238,18 @@ class Store:
             items.reverse()
         return Page(items, has_more)
 
-    def unfinished_runs(self) -> list[Run]:
-        """Runs that were still going when the server stopped."""
+    def with_status(self, cls: type[M], statuses: tuple[str, ...]) -> list[M]:
+        """Every object of a kind whose ``status`` is one of these (what was going when the server stopped)."""
+        marks = ",".join("?" * len(statuses))
         with self._lock:
             rows = self._db.execute(
-                "SELECT body FROM objects WHERE kind = 'run' AND json_extract(body, '$.status') "
-                "IN ('queued', 'in_progress', 'cancelling', 'requires_action')"
-            ).fetchall()
-        return [Run.model_validate_json(r[0]) for r in rows]
+                f"SELECT body FROM objects WHERE kind = ? AND json_extract(body, '$.status') IN ({marks}) ORDER BY seq",
+                (KINDS[cls], *statuses)).fetchall()
+        return [cls.model_validate_json(r[0]) for r in rows]
+
+    def unfinished_runs(self) -> list[Run]:
+        """Runs that were still going when the server stopped."""
+        return self.with_status(Run, ("queued", "in_progress", "cancelling", "requires_action"))
 
     def integrity_check(self) -> str:
         with self._lock:

@@ -290,5 +290,8 @@ class ResponseRecorder:
             self._items[call_id][1]["outputs"] = [{"type": "logs", "logs": logs}]
 
     def items(self) -> list[dict[str, Any]]:
-        """The full output items, for storing."""
-        return copy.deepcopy(self.output)
+        """The full output items, for storing; while a message is being written, its text so far."""
+        items = copy.deepcopy(self.output)
+        if self._message is not None:
+            items[self._index(self._message)]["content"] = [{"type": "output_text", "text": self._text, "annotations": []}]
+        return items

@@ -51,6 +51,7 @@ class Job:
     stored: bool = True
     conversation_id: str | None = None
     search: FileSearchSession | None = None
+    recorder: ResponseRecorder | None = None
 
     def __getattr__(self, name: str) -> Any:  # model, instructions, temperature, ... as the response has them
         return getattr(self.__dict__["response"], name)
@@ -72,12 +73,11 @@ class Responses:
 
     def recover(self) -> None:
         """Fail the responses that were being generated when the server last stopped."""
-        for response in self.store.children(Response, None):
-            if response.status in ("queued", "in_progress"):
-                response.status = "failed"
-                response.error = {"code": "server_error", "message": "The tutor_nb runtime stopped while this "  # type: ignore[assignment]
-                                  "response was in progress. Send the request again."}
-                self.store.save(Response.model_validate(response.model_dump()))
+        error = {"code": "server_error", "message": "The tutor_nb runtime stopped while this response was in "
+                 "progress, so it was ended. Send the request again."}
+        for response in self.store.with_status(Response, ("queued", "in_progress")):
+            self.store.save(Response.model_validate({**response.model_dump(by_alias=True), "status": "failed",
+                                                     "error": error}))
 
     async def close(self) -> None:
         self._closing = True
@@ -89,8 +89,13 @@ class Responses:
     # -- reading -----------------------------------------------------------------------------
 
     def get(self, response_id: str) -> Response | None:
+        """The response as it is now: while it is generated, with the output items so far."""
         job = self._jobs.get(response_id)
-        return job.response if job is not None else self.store.get(Response, response_id)
+        if job is None:
+            return self.store.get(Response, response_id)
+        if job.recorder is None or not job.recorder.output or job.response.status not in ("queued", "in_progress"):
+            return job.response
+        return Response.model_validate({**job.response.model_dump(by_alias=True), "output": job.recorder.items()})
 
     def events(self, response_id: str) -> EventLog | None:
         return self._logs.get(response_id)
@@ -154,8 +159,8 @@ class Responses:
         while len(self._logs) > LOGS_KEPT:
             self._logs.popitem(last=False)
         self._jobs[response.id] = job
-        self._tasks[response.id] = asyncio.create_task(self._drive(job, ResponseRecorder(job, events)),
-                                                       name=f"response {response.id}")
+        job.recorder = ResponseRecorder(job, events)
+        self._tasks[response.id] = asyncio.create_task(self._drive(job, job.recorder), name=f"response {response.id}")
         return job
 
     async def wait(self, response_id: str) -> Response:
