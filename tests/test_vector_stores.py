@@ -233,6 +233,7 @@ def test_file_batches(client) -> None:
         client.vector_stores.file_batches.retrieve("vsfb_nope", vector_store_id=vs.id)
 
 
+@pytest.mark.slow
 def test_cancelling_a_batch_stops_the_files_not_indexed_yet(client) -> None:
     vs = client.vector_stores.create(name="cancel")
     big = " ".join(f"word{i % 5000} appears in chunk {i}" for i in range(150_000))  # a few MB: seconds each
@@ -260,6 +261,7 @@ def test_an_expired_store_says_so_and_cannot_be_searched(client, monkeypatch: py
     assert "expired" in info.value.message
 
 
+@pytest.mark.slow
 def test_files_still_in_progress_at_shutdown_are_indexed_after_a_restart(tmp_path: Path) -> None:
     from tutor_nb.runtime import start
 
