@@ -30,6 +30,14 @@ class RunFailure(Exception):
         self.message, self.code = message, code
 
 
+class RunIncomplete(Exception):
+    """Ends a run (or response) as ``incomplete``: a token budget ran out; ``reason`` names which."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason, self.message = reason, message
+
+
 @dataclass
 class ToolCall:
     """One tool call of a model turn, as its arguments stream in."""

@@ -47,7 +47,7 @@ class RunEvents:
     def publish(self, run_id: str, event: str, data: BaseModel | dict) -> None:
         if run_id not in self._subscribers:
             return
-        payload = data.model_dump_json() if isinstance(data, BaseModel) else json.dumps(data)
+        payload = data.model_dump_json(by_alias=True) if isinstance(data, BaseModel) else json.dumps(data)
         chunk = f"event: {event}\ndata: {payload}\n\n".encode()
         for queue in self._subscribers[run_id]:
             queue.put_nowait(chunk)

@@ -82,7 +82,7 @@ class Page:
     has_more: bool
 
     def to_wire(self) -> dict:
-        data = [item.model_dump(mode="json") for item in self.data]
+        data = [item.model_dump(mode="json", by_alias=True) for item in self.data]
         return {
             "object": "list",
             "data": data,
@@ -106,6 +106,7 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        self._deletions: dict[str, int] = {}  # parent id -> objects deleted under it by this process
 
     def close(self) -> None:
         with self._lock:
@@ -117,7 +118,7 @@ class Store:
         with self._lock:
             self._db.execute(
                 "INSERT INTO objects (id, kind, parent, body) VALUES (?, ?, ?, ?)",
-                (obj.id, KINDS[type(obj)], parent, obj.model_dump_json()),  # type: ignore[attr-defined]
+                (obj.id, KINDS[type(obj)], parent, obj.model_dump_json(by_alias=True)),  # type: ignore[attr-defined]
             )
 
     def save(self, obj: BaseModel) -> None:
@@ -125,7 +126,7 @@ class Store:
         with self._lock:
             self._db.execute(
                 "UPDATE objects SET body = ? WHERE id = ? AND kind = ?",
-                (obj.model_dump_json(), obj.id, KINDS[type(obj)]),  # type: ignore[attr-defined]
+                (obj.model_dump_json(by_alias=True), obj.id, KINDS[type(obj)]),  # type: ignore[attr-defined]
             )
 
     def get(self, cls: type[M], id: str) -> M | None:
@@ -138,6 +139,9 @@ class Store:
     def delete(self, id: str) -> None:
         """Delete an object and everything stored under it (messages, runs and steps of a thread)."""
         with self._lock:
+            parent = self._db.execute("SELECT parent FROM objects WHERE id = ?", (id,)).fetchone()
+            if parent is not None and parent[0] is not None:
+                self._deletions[parent[0]] = self._deletions.get(parent[0], 0) + 1
             self._db.execute("BEGIN")
             try:
                 ids = [id]
@@ -160,6 +164,17 @@ class Store:
         """All objects of a kind under a parent, oldest first."""
         return [obj for _, obj in self._iter(cls, parent)]
 
+    def attached_files(self, thread_id: str, *, after: int = 0) -> tuple[int, list[str]]:
+        """(newest message seq, file ids attached to the thread's messages after ``after``), read by SQLite
+        itself: staging a long thread's files must not parse every message before every run."""
+        with self._lock:
+            newest = self._db.execute(
+                "SELECT MAX(seq) FROM objects WHERE kind = 'message' AND parent = ?", (thread_id,)).fetchone()[0]
+            rows = self._db.execute(
+                "SELECT json_extract(a.value, '$.file_id') FROM objects AS o, json_each(o.body, '$.attachments') AS a "
+                "WHERE o.kind = 'message' AND o.parent = ? AND o.seq > ? ORDER BY o.seq", (thread_id, after)).fetchall()
+        return newest or 0, [file_id for (file_id,) in rows if file_id]
+
     _HISTORY = (
         "FROM objects WHERE kind IN ('message', 'run step') AND (parent = ? OR parent IN "
         "(SELECT id FROM objects WHERE kind = 'run' AND parent = ?))"
@@ -177,12 +192,11 @@ class Store:
             ).fetchall()
         return [(seq, kind, json.loads(body)) for seq, kind, body in rows]
 
-    def history_size(self, thread_id: str, *, upto: int) -> int:
-        """How many history rows a thread has up to ``upto``: it drops when a message is deleted."""
+    def deletions(self, parent: str) -> int:
+        """How many objects this store has deleted directly under ``parent`` (a thread's messages): what a
+        thread's converted history compares to know it is stale, without counting the thread's rows."""
         with self._lock:
-            return self._db.execute(
-                f"SELECT COUNT(*) {self._HISTORY} AND seq <= ?", (thread_id, thread_id, upto)
-            ).fetchone()[0]
+            return self._deletions.get(parent, 0)
 
     def seq(self, id: str) -> int | None:
         """An object's place in creation order."""

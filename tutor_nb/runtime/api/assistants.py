@@ -7,7 +7,7 @@ from openai.types.beta import Assistant, assistant_create_params, assistant_upda
 
 from ..http import APIError, body, ok, paging
 from ..wire import new_id, now
-from .common import check_files, core, tool_resources, updated
+from .common import check_files, core, tool_resources, tools_as_sent, updated
 
 router = APIRouter()
 
@@ -21,7 +21,7 @@ async def create_assistant(request: Request) -> Response:
     assistant = Assistant.model_validate({
         "id": new_id("assistant"), "object": "assistant", "created_at": now(), "model": p["model"],
         "name": p.get("name"), "description": p.get("description"), "instructions": p.get("instructions"),
-        "tools": p.get("tools") or [], "metadata": p.get("metadata") or {},
+        "tools": tools_as_sent(p.get("tools")), "metadata": p.get("metadata") or {},
         "tool_resources": tool_resources(rt, p.get("tool_resources"), p.get("tools")),
         "temperature": p.get("temperature", 1.0), "top_p": p.get("top_p", 1.0),
         "response_format": p.get("response_format") or "auto",

@@ -43,12 +43,7 @@ def tool_resources(rt: RuntimeCore, resources: dict[str, Any] | None,
 
     ``file_search.vector_stores`` (a helper that makes a store from file ids) becomes the store it made.
     """
-    resources = dict(resources or {})
-    kinds = {t.get("type") for t in tools or []}
-    if "code_interpreter" in kinds:
-        resources.setdefault("code_interpreter", {"file_ids": []})
-    if "file_search" in kinds:
-        resources.setdefault("file_search", {"vector_store_ids": []})
+    resources = with_tool_lists(resources, tools)
     ci = resources.get("code_interpreter")
     if ci is not None:
         resources["code_interpreter"] = {"file_ids": list(ci.get("file_ids") or [])}
@@ -56,6 +51,24 @@ def tool_resources(rt: RuntimeCore, resources: dict[str, Any] | None,
     if search is not None:
         resources["file_search"] = {"vector_store_ids": _search_stores(rt, search)}
     return resources
+
+
+def with_tool_lists(resources: dict[str, Any] | None, tools: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """Resources with an empty list for each of ``tools`` that has none yet, as OpenAI showed them."""
+    resources = {kind: value for kind, value in (resources or {}).items() if value is not None}
+    kinds = {t.get("type") for t in tools or []}
+    if "code_interpreter" in kinds:
+        resources.setdefault("code_interpreter", {"file_ids": []})
+    if "file_search" in kinds:
+        resources.setdefault("file_search", {"vector_store_ids": []})
+    return resources
+
+
+def tools_as_sent(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Tools as OpenAI echoed them: a function's ``strict`` is false unless it was set."""
+    return [{**tool, "function": {**tool["function"], "strict": bool(tool["function"].get("strict"))}}
+            if tool.get("type") == "function" and isinstance(tool.get("function"), dict) else tool
+            for tool in tools or []]
 
 
 def _search_stores(rt: RuntimeCore, search: dict[str, Any]) -> list[str]:
@@ -95,10 +108,19 @@ def index_attachments(rt: RuntimeCore, thread: Thread, messages: Iterable[Messag
 
 
 def updated(rt: RuntimeCore, obj: BaseModel, changes: dict[str, Any]) -> BaseModel:
-    """Apply a modify request's fields to a stored object and save it."""
+    """Apply a modify request's fields to a stored object and save it.
+
+    New tools show their resources' lists as creating with them would (the code interpreter's files).
+    """
+    current = obj.model_dump(by_alias=True)
+    if "tools" in changes:
+        changes["tools"] = tools_as_sent(changes["tools"])
+    tools = changes.get("tools", current.get("tools"))
     if "tool_resources" in changes:
-        changes["tool_resources"] = tool_resources(rt, changes["tool_resources"])
-    obj = type(obj).model_validate({**obj.model_dump(), **changes})
+        changes["tool_resources"] = tool_resources(rt, changes["tool_resources"], tools)
+    elif "tools" in changes:
+        changes["tool_resources"] = with_tool_lists(current.get("tool_resources"), tools)
+    obj = type(obj).model_validate({**current, **changes})
     check_files(rt, getattr(obj, "tool_resources", None))
     rt.store.save(obj)
     return obj

@@ -12,9 +12,10 @@ from pydantic import BaseModel
 
 from ..core import RuntimeCore
 from ..http import APIError, body, ok, paging, sse
+from ..run_options import forced_tool_missing
 from ..runs import ACTIVE, SEARCH_CONTENT, RunFailure, without_search_content
 from ..wire import new_id, now
-from .common import core, in_thread, index_attachments
+from .common import core, in_thread, index_attachments, tools_as_sent
 from .messages import new_message
 
 router = APIRouter()
@@ -33,6 +34,8 @@ def new_run(rt: RuntimeCore, thread_id: str, p: dict[str, Any]) -> Run:
     if active is not None:
         raise APIError(400, f"Thread {thread_id} already has an active run {active.id} ({active.status}). "
                        "Wait for it to finish (runs.poll) or cancel it (runs.cancel) before starting another.")
+    tools = tools_as_sent(p["tools"] if p.get("tools") is not None else [t.model_dump() for t in assistant.tools])
+    _check_tool_choice(p.get("tool_choice"), tools)
     instructions = p.get("instructions") or assistant.instructions or ""
     if p.get("additional_instructions"):
         instructions = (instructions + "\n\n" + p["additional_instructions"]).strip()
@@ -45,7 +48,7 @@ def new_run(rt: RuntimeCore, thread_id: str, p: dict[str, Any]) -> Run:
         "id": new_id("run"), "object": "thread.run", "created_at": created, "thread_id": thread_id,
         "assistant_id": assistant.id, "status": "queued", "expires_at": created + RUN_TTL,
         "model": p.get("model") or assistant.model, "instructions": instructions,
-        "tools": p["tools"] if p.get("tools") is not None else [t.model_dump() for t in assistant.tools],
+        "tools": tools,
         "metadata": p.get("metadata") or {},
         "temperature": p.get("temperature") if p.get("temperature") is not None else assistant.temperature,
         "top_p": p.get("top_p") if p.get("top_p") is not None else assistant.top_p,
@@ -57,6 +60,18 @@ def new_run(rt: RuntimeCore, thread_id: str, p: dict[str, Any]) -> Run:
     })
     rt.store.add(run, parent=thread_id)
     return run
+
+
+def _check_tool_choice(choice: Any, tools: list[dict[str, Any]]) -> None:
+    """A 400 for a ``tool_choice`` the run's tools cannot satisfy, before anything is stored."""
+    missing = forced_tool_missing(choice, tools)
+    if missing is not None:
+        raise APIError(400, f"Invalid value for 'tool_choice': it forces the tool {missing!r}, which this run does "
+                       "not have. Add it to the assistant's (or the run's) tools, or choose another tool_choice.",
+                       param="tool_choice", code="invalid_value")
+    if choice == "required" and not tools:
+        raise APIError(400, "Invalid value for 'tool_choice': 'required' needs at least one tool, and this run has "
+                       "none.", param="tool_choice", code="invalid_value")
 
 
 def start(rt: RuntimeCore, run: Run, stream: bool, prefix: Sequence[tuple[str, BaseModel]] = ()) -> Response:

@@ -7,9 +7,10 @@ steps or the sandbox. New backends only implement :class:`ModelBackend`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Protocol, Union, runtime_checkable
+
+from ..truncation import count_tokens, text_tokens
 
 #: The name under which the code interpreter is offered to a chat model as a function tool.
 CODE_TOOL_NAME = "code_interpreter"
@@ -35,16 +36,42 @@ CODE_TOOL = {
 
 @dataclass
 class ModelRequest:
-    """One call to the model: what the engine asks, in Chat Completions terms."""
+    """One call to the model: what the engine asks, in Chat Completions terms.
+
+    Every option left ``None`` is left to the model server's default, so servers that know fewer
+    options (Ollama, llama.cpp) still get requests they accept.
+    """
 
     model: str
     #: Chat Completions message dicts: system, user, assistant (maybe with tool_calls), tool.
     messages: list[dict[str, Any]]
     #: Chat Completions tool definitions (CODE_TOOL plus the assistant's function tools).
     tools: list[dict[str, Any]] = field(default_factory=list)
+    #: ``"required"`` or ``{"type": "function", "function": {"name": ...}}`` (a forced code interpreter is
+    #: the function named :data:`CODE_TOOL_NAME`); ``None`` lets the model choose.
+    tool_choice: str | dict[str, Any] | None = None
+    #: ``{"type": "json_object"}`` or ``{"type": "json_schema", "json_schema": {"name", "schema", ...}}``.
+    response_format: dict[str, Any] | None = None
+    #: ``False`` asks for at most one tool call per answer.
+    parallel_tool_calls: bool | None = None
     temperature: float | None = None
     top_p: float | None = None
-    max_tokens: int | None = None
+    #: the most tokens this one answer may use
+    max_completion_tokens: int | None = None
+
+    def options(self) -> dict[str, Any]:
+        """The optional Chat Completions fields this request sets, as the API spells them."""
+        names = ("temperature", "top_p", "max_completion_tokens", "response_format")
+        options = {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+        if self.tools:  # both are refused on a request without tools
+            options.update({name: getattr(self, name) for name in ("tool_choice", "parallel_tool_calls")
+                            if getattr(self, name) is not None})
+        return options
+
+
+def forced_tool(name: str) -> dict[str, Any]:
+    """The Chat Completions ``tool_choice`` that makes the model call the function tool ``name``."""
+    return {"type": "function", "function": {"name": name}}
 
 
 @dataclass
@@ -76,11 +103,9 @@ ModelEvent = Union[TextDelta, ToolCallDelta, Usage]
 
 
 def estimate_usage(request: ModelRequest, produced: str) -> Usage:
-    """Rough token counts (about four characters per token) for models that report none."""
-    prompt_chars = len(json.dumps(request.messages, ensure_ascii=False)) + len(
-        json.dumps(request.tools, ensure_ascii=False)
-    )
-    return Usage(prompt_tokens=max(1, prompt_chars // 4), completion_tokens=max(1, len(produced) // 4))
+    """Estimated token counts, for models that report none (the same estimate that trims prompts)."""
+    return Usage(prompt_tokens=count_tokens(request.messages, request.tools),
+                 completion_tokens=max(1, text_tokens(produced)))
 
 
 @runtime_checkable

@@ -69,6 +69,7 @@ class ChatBackend:
             weakref.WeakKeyDictionary()
         )
         self._stream_options_ok = True
+        self._max_completion_tokens_ok = True  # else the older max_tokens
 
     def __repr__(self) -> str:
         return f"ChatBackend(base_url={self.base_url!r}, model={self.model!r})"
@@ -139,24 +140,28 @@ class ChatBackend:
         yield usage or estimate_usage(request, "".join(produced))
 
     async def _create(self, client: openai.AsyncOpenAI, model: str, request: ModelRequest) -> Any:
-        kwargs: dict[str, Any] = {"model": model, "messages": request.messages, "stream": True}
+        kwargs: dict[str, Any] = {"model": model, "messages": request.messages, "stream": True, **request.options()}
         if request.tools:
             kwargs["tools"] = request.tools
-        for key in ("temperature", "top_p", "max_tokens"):
-            value = getattr(request, key)
-            if value is not None:
-                kwargs[key] = value
-        if not self._stream_options_ok:
-            return await client.chat.completions.create(**kwargs)
-        try:
-            return await client.chat.completions.create(
-                **kwargs, stream_options={"include_usage": True}
-            )
-        except openai.BadRequestError:
-            # Older servers reject the field outright; if the retry works they never get it again.
-            result = await client.chat.completions.create(**kwargs)
-            self._stream_options_ok = False
-            return result
+        if not self._max_completion_tokens_ok and "max_completion_tokens" in kwargs:
+            kwargs["max_tokens"] = kwargs.pop("max_completion_tokens")
+        if self._stream_options_ok:
+            kwargs["stream_options"] = {"include_usage": True}
+        while True:
+            try:
+                return await client.chat.completions.create(**kwargs)
+            except openai.BadRequestError as exc:
+                # Older servers refuse newer fields outright; each is dropped once and never sent again.
+                if "max_completion_tokens" in kwargs and "max_completion_tokens" in str(exc):
+                    kwargs["max_tokens"] = kwargs.pop("max_completion_tokens")
+                    self._max_completion_tokens_ok = False
+                elif "stream_options" in kwargs:
+                    del kwargs["stream_options"]
+                    result = await client.chat.completions.create(**kwargs)
+                    self._stream_options_ok = False
+                    return result
+                else:
+                    raise
 
     def _explain(self, exc: BaseException, model: str) -> str:
         """A message a learner can act on: where, what went wrong, what to do."""

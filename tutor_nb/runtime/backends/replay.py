@@ -64,10 +64,7 @@ def message_text(message: dict[str, Any]) -> str:
 
 def conversation_key(messages: list[dict[str, Any]]) -> tuple[str, int]:
     """(last user message text, number of assistant messages after it)."""
-    last_user = None
-    for position, message in enumerate(messages):
-        if message.get("role") == "user":
-            last_user = position
+    last_user = next((i for i in range(len(messages) - 1, -1, -1) if messages[i].get("role") == "user"), None)
     if last_user is None:
         return "", sum(1 for m in messages if m.get("role") == "assistant")
     turn = sum(1 for m in messages[last_user + 1 :] if m.get("role") == "assistant")

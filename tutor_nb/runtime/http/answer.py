@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 
 def ok(obj: BaseModel | dict, headers: dict[str, str] | None = None) -> Response:
-    data = public(obj.model_dump(mode="json") if isinstance(obj, BaseModel) else obj)
+    data = public(obj.model_dump(mode="json", by_alias=True) if isinstance(obj, BaseModel) else obj)
     return Response(json.dumps(data), media_type="application/json", headers=headers)
 
 
@@ -39,7 +39,7 @@ def _pruned(value: Any) -> Any:
 def sse(events: AsyncIterator[bytes], prefix: list[tuple[str, BaseModel]] | tuple = ()) -> StreamingResponse:
     async def body() -> AsyncIterator[bytes]:
         for name, obj in prefix:
-            yield f"event: {name}\ndata: {obj.model_dump_json()}\n\n".encode()
+            yield f"event: {name}\ndata: {obj.model_dump_json(by_alias=True)}\n\n".encode()
         async for chunk in events:
             yield chunk
 

@@ -11,6 +11,7 @@ from fastapi import Request
 from pydantic import TypeAdapter, ValidationError
 
 from .errors import APIError
+from .fields import refuse_unknown
 
 
 @lru_cache(maxsize=None)
@@ -148,6 +149,7 @@ async def body(request: Request, params: type, *, defaults: Callable[[dict], dic
             raise APIError(400, "The request body holds an unpaired UTF-16 surrogate escape (like \\ud800), "
                            "which is not text. Send valid Unicode strings.")
     if isinstance(raw, dict):
+        refuse_unknown(raw, params, given=tuple(path))
         raw = {**(defaults(raw) if defaults else raw), **path}
     checked = check(raw, params)
     for name in path:

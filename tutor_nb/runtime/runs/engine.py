@@ -21,11 +21,12 @@ from openai.types import FileObject
 from openai.types.beta import Assistant, Thread
 from openai.types.beta.threads import Message, Run
 from openai.types.beta.threads.message import IncompleteDetails
+from openai.types.beta.threads.run import IncompleteDetails as RunIncompleteDetails
 from openai.types.beta.threads.run import LastError
 from openai.types.beta.threads.runs import RunStep, run_step
 
 from ...errors import ModelBackendError
-from ..agent import AgentLoop, RunFailure
+from ..agent import AgentLoop, RunFailure, RunIncomplete
 from ..backends.base import ModelBackend
 from ..events import RunEvents
 from ..store import Store
@@ -39,6 +40,7 @@ ACTIVE = ("queued", "in_progress", "requires_action", "cancelling")
 TERMINAL = ("completed", "failed", "cancelled", "expired", "incomplete")
 #: how many recent runs keep their timings (they live in memory only)
 TIMINGS_KEPT = 1000
+MAX_STAGED = 1024  # threads whose staged attachments are remembered (others are read again in full)
 
 
 @dataclass
@@ -85,6 +87,7 @@ class Engine:
         self._live: dict[str, Run] = {}  # the one in-memory copy of each active run
         self._tool_outputs: dict[str, asyncio.Future] = {}
         self._timings: OrderedDict[str, RunTiming] = OrderedDict()
+        self._staged: OrderedDict[str, int] = OrderedDict()  # thread id -> newest message seq whose files are staged
         self._closing = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -111,10 +114,9 @@ class Engine:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def active_run(self, thread_id: str) -> Run | None:
-        for run in self.store.children(Run, thread_id):
-            if run.status in ACTIVE:
-                return run
-        return None
+        """The thread's active run, if any. Every active run is live here (those of an earlier process were
+        ended by ``recover``), so this reads no stored run at all, however many the thread has had."""
+        return next((run for run in self._live.values() if run.thread_id == thread_id and run.status in ACTIVE), None)
 
     def get_run(self, run_id: str) -> Run | None:
         """The run as it is now: the live copy while active, else the stored one."""
@@ -156,6 +158,7 @@ class Engine:
         if future is None or future.done():
             raise RunFailure("This run is not waiting for tool outputs.")
         future.set_result(outputs)
+        run.required_action = None  # answered: the run goes back to the queue
         self.set_status(run, "queued")
         return run
 
@@ -187,6 +190,12 @@ class Engine:
                 run.cancelled_at = now()
                 self.set_status(run, "cancelled")
                 self.events.publish(run.id, "thread.run.cancelled", run)
+        except RunIncomplete as exc:
+            # a token budget ran out: what the run made is kept, a step it had not finished is cancelled
+            self._finish_parts(run, "cancelled", None)
+            run.incomplete_details = RunIncompleteDetails(reason=exc.reason)  # type: ignore[arg-type]
+            self.set_status(run, "incomplete")
+            self.events.publish(run.id, "thread.run.incomplete", run)
         except (ModelBackendError, RunFailure) as exc:
             self._fail(run_id, str(exc), getattr(exc, "code", "server_error"))
         except Exception as exc:  # a bug here must end the run, not leave it hanging
@@ -252,7 +261,10 @@ class Engine:
     # -- files -------------------------------------------------------------------------------
 
     def _stage_files(self, run: Run) -> None:
-        """Put the files the thread may use into its working folder, under their own names."""
+        """Put the files the thread may use into its working folder, under their own names.
+
+        Messages' attachments are read only for messages newer than the last run's staging (a file already
+        in the folder is left as the code may have changed it)."""
         file_ids: list[str] = []
         assistant = self.store.get(Assistant, run.assistant_id)
         thread = self.store.get(Thread, run.thread_id)
@@ -260,8 +272,11 @@ class Engine:
             resources = getattr(owner, "tool_resources", None)
             ci = getattr(resources, "code_interpreter", None) if resources else None
             file_ids += list(getattr(ci, "file_ids", None) or [])
-        for message in self.store.children(Message, run.thread_id):
-            file_ids += [a.file_id for a in message.attachments or [] if a.file_id]
+        newest, attached = self.store.attached_files(run.thread_id, after=self._staged.pop(run.thread_id, 0))
+        file_ids += attached
+        self._staged[run.thread_id] = newest
+        while len(self._staged) > MAX_STAGED:
+            self._staged.popitem(last=False)
         workdir = Path(self.sandbox.workdir(run.thread_id))
         for file_id in dict.fromkeys(file_ids):
             meta = self.store.get(FileObject, file_id)

@@ -21,10 +21,10 @@ MAX_HISTORIES = 256  # threads whose settled history is kept converted
 
 @dataclass
 class _History:
-    """A thread's conversation up to row ``seq`` (``rows`` rows), as Chat Completions messages."""
+    """A thread's conversation up to row ``seq``, as Chat Completions messages."""
 
     seq: int = 0
-    rows: int = 0
+    deletions: int = 0  # the thread's deletion count when this was read
     messages: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -35,25 +35,26 @@ class ThreadHistories:
         self.store = store
         self._histories: OrderedDict[str, _History] = OrderedDict()  # thread id -> its settled history
 
-    def messages(self, run: Run) -> list[dict[str, Any]]:
-        """The thread's history as Chat Completions messages.
+    def messages(self, run: Run) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The thread's history as Chat Completions messages: what came before the run, and the run's own.
 
         What came before this run belongs to finished runs and no longer changes, so it is converted
-        once and kept; only the run's own rows are read each call. A deleted message shrinks the row
-        count, which sends the thread back to a full read.
+        once and kept; only the run's own rows are read each call. A deleted message sends the thread back
+        to a full read.
         """
         boundary = self.store.seq(run.id) or 0
+        deletions = self.store.deletions(run.thread_id)
         kept = self._histories.pop(run.thread_id, None)
-        if kept is None or kept.seq > boundary or self.store.history_size(run.thread_id, upto=kept.seq) != kept.rows:
-            kept = _History()
+        if kept is None or kept.seq > boundary or kept.deletions != deletions:
+            kept = _History(deletions=deletions)
         rows = self.store.thread_history(run.thread_id, after=kept.seq)
         settled = [row for row in rows if row[0] < boundary]
         if settled:
-            kept = _History(settled[-1][0], kept.rows + len(settled), kept.messages + _chat_messages(settled))
+            kept = _History(settled[-1][0], deletions, kept.messages + _chat_messages(settled))
         self._histories[run.thread_id] = kept
         while len(self._histories) > MAX_HISTORIES:
             self._histories.popitem(last=False)
-        return kept.messages + _chat_messages([row for row in rows if row[0] >= boundary])
+        return kept.messages, _chat_messages([row for row in rows if row[0] >= boundary])
 
 
 def _chat_messages(rows: list[tuple[int, str, dict[str, Any]]]) -> list[dict[str, Any]]:

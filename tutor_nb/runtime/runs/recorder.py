@@ -18,11 +18,13 @@ from openai.types.beta.threads.run import RequiredAction
 from openai.types.beta.threads.run import Usage as RunUsage
 from openai.types.beta.threads.runs import RunStep, run_step
 
-from ..agent import RunFailure, ToolCall, Turn
+from ..agent import RunFailure, RunIncomplete, ToolCall, Turn
 from ..backends.base import CODE_TOOL, ModelRequest, Usage
+from ..run_options import chat_response_format, chat_tool_choice, completion_budget, tools_off
 from ..search.session import FileSearchFailed, FileSearchSession
 from ..search.tool import INSTRUCTIONS as SEARCH_INSTRUCTIONS
 from ..search.tool import SEARCH_TOOL
+from ..truncation import PromptTooLong, truncate
 from ..wire import FILE_MENTION, new_id, now, text_block
 
 if TYPE_CHECKING:
@@ -98,20 +100,23 @@ class RunRecorder:
         self.state = _RunState()
         self.parts = _TurnParts()
         self._question = ""
+        self.model_calls = 0
 
     # -- a model turn ------------------------------------------------------------------------
 
     def request(self) -> ModelRequest:
+        """The next model call, with the run's options applied as OpenAI applied them."""
         self.parts = _TurnParts()
         run = self.run
-        messages: list[dict[str, Any]] = []
-        system = (run.instructions or "") + self._file_note() + (SEARCH_INSTRUCTIONS if self.search else "")
-        if system.strip():
-            messages.append({"role": "system", "content": system.strip()})
-        messages += self.engine.histories.messages(run)
-        self._question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "") or ""
+        first_call, self.model_calls = self.model_calls == 0, self.model_calls + 1
+        system: list[dict[str, Any]] = []
+        instructions = ((run.instructions or "") + self._file_note() + (SEARCH_INSTRUCTIONS if self.search else "")).strip()
+        if instructions:
+            system.append({"role": "system", "content": instructions})
+        before, own = self.engine.histories.messages(run)
+        self._question = next((m["content"] for part in (own, before) for m in reversed(part) if m["role"] == "user"), "") or ""
         tools: list[dict[str, Any]] = []
-        if run.tool_choice != "none":
+        if not tools_off(run.tool_choice):
             for tool in run.tools:
                 if tool.type == "code_interpreter":
                     tools.append(CODE_TOOL)
@@ -119,9 +124,21 @@ class RunRecorder:
                     tools.append({"type": "function", "function": tool.function.model_dump(exclude_none=True)})
                 elif tool.type == "file_search" and self.search is not None:
                     tools.append(SEARCH_TOOL)
+        strategy = run.truncation_strategy
+        try:
+            messages = truncate(system + before + own, keep_from=len(system) + len(before), tools=tools,
+                                last_messages=strategy.last_messages if strategy and strategy.type == "last_messages" else None,
+                                max_tokens=run.max_prompt_tokens)
+        except PromptTooLong as exc:
+            raise RunIncomplete("max_prompt_tokens", str(exc)) from None
+        used = run.usage.completion_tokens if run.usage else 0
         return ModelRequest(
-            model=run.model, messages=messages, tools=tools, temperature=run.temperature,
-            top_p=run.top_p, max_tokens=run.max_completion_tokens,
+            model=run.model, messages=messages, tools=tools,
+            tool_choice=chat_tool_choice(run.tool_choice, first_call=first_call),
+            response_format=chat_response_format(run.response_format),
+            parallel_tool_calls=None if run.parallel_tool_calls else False,
+            temperature=run.temperature, top_p=run.top_p,
+            max_completion_tokens=completion_budget(run.max_completion_tokens, used),
         )
 
     def _file_note(self) -> str:
@@ -166,14 +183,18 @@ class RunRecorder:
                                                      "code_interpreter": {"input": text}}])
 
     def turn_done(self, turn: Turn) -> None:
+        self._add_usage(turn.usage)
+        limit = self.run.max_completion_tokens
+        spent = limit is not None and self.run.usage is not None and self.run.usage.completion_tokens >= limit
         if self.parts.message is None and not turn.calls and self.state.images:
             self.text_delta(turn, "")  # show images made by the last code, with no text
         if self.parts.message is not None:
-            self._complete_message(turn)
+            self._complete_message(turn, cut=spent)
         if self.parts.tool_step is not None:
             self._fill_tool_step(turn)
-        self._add_usage(turn.usage)
         self.store.save(self.run)
+        if spent:
+            raise RunIncomplete("max_completion_tokens", f"The run used its max_completion_tokens ({limit}).")
 
     def _new_step(self, details: dict[str, Any]) -> RunStep:
         run = self.run
@@ -192,7 +213,8 @@ class RunRecorder:
         self.events.publish(self.run.id, "thread.message.delta",
                             {"id": message.id, "object": "thread.message.delta", "delta": {"content": content}})
 
-    def _complete_message(self, turn: Turn) -> None:
+    def _complete_message(self, turn: Turn, *, cut: bool = False) -> None:
+        """The turn's message as it ended: completed, or incomplete when the token budget cut it off."""
         parts, state = self.parts, self.state
         assert parts.message is not None and parts.message_step is not None
         annotations = self._file_annotations(turn.text)
@@ -206,10 +228,11 @@ class RunRecorder:
             content.append(text_block(turn.text, annotations))
         state.images = []
         stamp = now()
-        parts.message = Message.model_validate({**parts.message.model_dump(), "content": content, "status": "completed",
-                                                "completed_at": stamp})
+        ending = ({"status": "incomplete", "incomplete_at": stamp, "incomplete_details": {"reason": "max_tokens"}} if cut
+                  else {"status": "completed", "completed_at": stamp})
+        parts.message = Message.model_validate({**parts.message.model_dump(), "content": content, **ending})
         self.store.save(parts.message)
-        self.events.publish(self.run.id, "thread.message.completed", parts.message)
+        self.events.publish(self.run.id, f"thread.message.{parts.message.status}", parts.message)
         step = parts.message_step
         step.status, step.completed_at = "completed", stamp
         if not turn.calls:
