@@ -52,3 +52,13 @@ def test_the_structured_answer_is_data(nb):
     assert set(report) == {"student", "average", "needs_help"} and report["student"] == "민준"
     assert json.dumps(report, ensure_ascii=False)  # plain JSON data
     assert shown_text(tagged(nb, "structured-use")).startswith("민준: average 86.3, does not need help")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_same_on_the_responses_api(nb):
+    call = shown_text(tagged(nb, "responses-call"))
+    assert call.startswith('completed -> get_scores {"student": "Sara"}')
+    assert "90.3" in shown_text(tagged(nb, "responses-answer"))
+    report = ast.literal_eval(tagged(nb, "responses-structured").outputs[-1].data["text/plain"])
+    assert report == {"student": "민준", "average": 86.3, "needs_help": False}

@@ -271,3 +271,59 @@ def test_tool_choice_naming_a_function_the_run_lacks_is_refused(client, coder):
         client.beta.threads.runs.create(thread_id=thread.id, assistant_id=coder.id,
                                         tool_choice={"type": "function", "function": {"name": "no_such_tool"}})
     assert "no_such_tool" in caught.value.message and caught.value.body["param"] == "tool_choice"
+
+
+# -- the same options on the Responses API ------------------------------------------------------------
+
+WEATHER_FN = {"type": "function", "name": "get_weather", "description": "Today's weather in a city.",
+              "parameters": WEATHER["function"]["parameters"], "strict": False}
+CODE = {"type": "code_interpreter", "container": {"type": "auto"}}
+
+
+def respond(client, model, **params):
+    before = len(model.requests)
+    response = client.responses.create(model="tutor-model", **params)
+    return response, model.requests[before:]
+
+
+def test_responses_forced_function_on_the_first_call_only(client, model):
+    forced = {"type": "function", "name": "get_weather"}
+    response, sent = respond(client, model, input="What is 2 + 2?", tools=[CODE, WEATHER_FN], tool_choice=forced)
+    assert sent[0]["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert [item.type for item in response.output] == ["function_call"]
+    call = response.output[0]
+    response, sent = respond(client, model, previous_response_id=response.id, tools=[CODE, WEATHER_FN],
+                             tool_choice=forced, input=[{"type": "function_call_output", "call_id": call.call_id,
+                                                         "output": "sunny"}])
+    assert response.status == "completed", response.error
+    assert sent[0]["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}  # a new response: forced again
+    assert [r.get("tool_choice", "auto") for r in sent[1:]] == ["auto"] * (len(sent) - 1)
+
+
+def test_responses_forced_code_interpreter_and_parallel_tool_calls(client, model):
+    response, sent = respond(client, model, input="What is 6 * 7?", tools=[CODE], tool_choice={"type": "code_interpreter"},
+                             parallel_tool_calls=False)
+    assert response.status == "completed", response.error
+    assert sent[0]["tool_choice"] == {"type": "function", "function": {"name": "code_interpreter"}}
+    assert all(r["parallel_tool_calls"] is False for r in sent)
+    assert [r.get("tool_choice", "auto") for r in sent[1:]] == ["auto"]
+
+
+def test_responses_text_format_json_schema_reaches_the_model_and_is_echoed(client, model):
+    fmt = {"type": "json_schema", "name": "answer", "schema": ANSWER_SCHEMA, "strict": True}
+    response, sent = respond(client, model, input="What is 12 * 12?", tools=[CODE], text={"format": fmt})
+    assert response.status == "completed", response.error
+    assert all(r["response_format"] == {"type": "json_schema", "json_schema": {"name": "answer", "schema": ANSWER_SCHEMA,
+                                                                                 "strict": True}} for r in sent)
+    assert json.loads(response.output_text) == {"answer": 144, "explanation": "from the code"}
+    raw = client.responses.with_raw_response.retrieve(response.id).http_response.json()
+    assert raw["text"]["format"] == fmt
+
+
+def test_responses_json_object_and_sampling(client, model):
+    response, sent = respond(client, model, input="What is 3 * 3?", tools=[CODE], text={"format": {"type": "json_object"}},
+                             temperature=0.3, top_p=0.9, max_output_tokens=2000)
+    assert response.status == "completed", response.error
+    assert sent[0]["response_format"] == {"type": "json_object"}
+    assert (sent[0]["temperature"], sent[0]["top_p"], sent[0]["max_completion_tokens"]) == (0.3, 0.9, 2000)
+    assert sent[1]["max_completion_tokens"] < 2000

@@ -13,7 +13,8 @@
 # 2. see a run stop at `requires_action`, read the call, run the function, and submit its output;
 # 3. write the loop that does this for any number of calls;
 # 4. make the model call the function with `tool_choice`;
-# 5. get the answer as JSON that fits a schema you wrote, with `response_format`.
+# 5. get the answer as JSON that fits a schema you wrote, with `response_format`;
+# 6. do the same on the newer Responses API.
 #
 # ## Set-up
 
@@ -199,6 +200,57 @@ report
 print(f"{report['student']}: average {report['average']:.1f}, {'needs' if report['needs_help'] else 'does not need'} help")
 
 # %% [markdown]
+# ## 6. The same on the Responses API
+#
+# OpenAI's newer **Responses API** (`client.responses`) has no assistants, threads or runs: one call
+# takes the input and the tools and returns the model's output items. A function tool is declared flat
+# (its `name` and `parameters` at the top), and a call the model wants comes back as a `function_call`
+# item instead of a `requires_action` status.
+
+# %% tags=["responses-call"]
+scores_function = {"type": "function", **scores_tool["function"]}
+response = client.responses.create(
+    model="gpt-4o",
+    instructions="You help a teacher with the class. Look quiz scores up with get_scores; never guess them.",
+    input="What is Sara's average quiz score?",
+    tools=[scores_function],
+)
+call = next(item for item in response.output if item.type == "function_call")
+print(response.status, "->", call.name, call.arguments)
+
+# %% [markdown]
+# You run the function as before and send its output back as a `function_call_output` item, naming the
+# call by its `call_id`. `previous_response_id` carries the conversation on, so nothing is sent twice.
+
+# %% tags=["responses-answer"]
+output = get_scores(**json.loads(call.arguments))
+response = client.responses.create(
+    model="gpt-4o",
+    previous_response_id=response.id,
+    input=[{"type": "function_call_output", "call_id": call.call_id, "output": json.dumps(output)}],
+    tools=[scores_function],
+)
+print(response.output_text)
+
+# %% [markdown]
+# `tool_choice` forces a function here too (the flat form: `{"type": "function", "name": ...}`), and a
+# JSON answer is asked for with `text={"format": ...}`, the schema flat beside its `name`.
+
+# %% tags=["responses-structured"]
+report_schema = {"type": "json_schema", **report_format["json_schema"]}
+response = client.responses.create(
+    model="gpt-4o", input="Write a short report on 민준's quiz scores.", tools=[scores_function],
+    tool_choice={"type": "function", "name": "get_scores"},
+)
+call = next(item for item in response.output if item.type == "function_call")
+response = client.responses.create(
+    model="gpt-4o", previous_response_id=response.id, tools=[scores_function], text={"format": report_schema},
+    input=[{"type": "function_call_output", "call_id": call.call_id,
+            "output": json.dumps(get_scores(**json.loads(call.arguments)), ensure_ascii=False)}],
+)
+json.loads(response.output_text)
+
+# %% [markdown]
 # ## What you saw
 #
 # - A function tool is a name, a description and a JSON Schema; the function itself stays with you.
@@ -206,3 +258,4 @@ print(f"{report['student']}: average {report['average']:.1f}, {'needs' if report
 #   goes on. A loop handles any number of calls.
 # - `tool_choice` can force a function (or any tool, or none) on the run's first model call.
 # - `response_format` with a JSON Schema makes the answer data your program can use.
+# - The Responses API does the same with `function_call` items, `function_call_output` and `text.format`.

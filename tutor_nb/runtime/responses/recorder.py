@@ -16,6 +16,7 @@ from pydantic import TypeAdapter
 
 from ..agent import RunFailure, ToolCall, Turn
 from ..backends.base import CODE_TOOL, ModelRequest, Usage
+from ..run_options import chat_response_format, chat_tool_choice, completion_budget, tools_off
 from ..search.session import FileSearchFailed
 from ..search.tool import INSTRUCTIONS as SEARCH_INSTRUCTIONS
 from ..search.tool import SEARCH_TOOL, settled
@@ -56,6 +57,7 @@ class ResponseRecorder:
         self.output: list[dict[str, Any]] = []  # full items (code outputs included), in output order
         self.usage: Usage | None = None
         self.code_calls = 0
+        self.model_calls = 0
         self._message: dict[str, Any] | None = None  # the message item being written
         self._text = ""  # its text so far
         self._items: dict[str, tuple[int, dict[str, Any]]] = {}  # tool call id -> (output index, item)
@@ -86,15 +88,21 @@ class ResponseRecorder:
         messages = [{"role": "system", "content": system.strip()}] if system.strip() else []
         messages += chat_messages([*job.history, *self.output])
         tools: list[dict[str, Any]] = []
-        if job.tool_choice != "none":
+        if not tools_off(job.tool_choice):
             if job.container_id and (job.max_tool_calls is None or self.code_calls < job.max_tool_calls):
                 tools.append(CODE_TOOL)
             tools += [{"type": "function", "function": {k: t[k] for k in ("name", "description", "parameters", "strict")
                                                         if t.get(k) is not None}} for t in job.function_tools]
             if self.search is not None:
                 tools.append(SEARCH_TOOL)
-        return ModelRequest(model=job.model, messages=messages, tools=tools, temperature=job.temperature,
-                            top_p=job.top_p, max_tokens=job.max_output_tokens)
+        first_call, self.model_calls = self.model_calls == 0, self.model_calls + 1
+        return ModelRequest(model=job.model, messages=messages, tools=tools,
+                            tool_choice=chat_tool_choice(job.tool_choice, first_call=first_call),
+                            response_format=chat_response_format(job.text.format if job.text else None),
+                            parallel_tool_calls=None if job.parallel_tool_calls else False,
+                            temperature=job.temperature, top_p=job.top_p,
+                            max_completion_tokens=completion_budget(
+                                job.max_output_tokens, self.usage.completion_tokens if self.usage else 0))
 
     def _file_note(self) -> str:
         if not self.job.container_id:

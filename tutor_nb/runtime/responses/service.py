@@ -106,7 +106,7 @@ class Responses:
     @staticmethod
     def wire(response: Response, include: list[str] | tuple = ()) -> dict[str, Any]:
         """The response as a client sees it (code outputs only when ``include`` asks for them)."""
-        data = response.model_dump(mode="json")
+        data = response.model_dump(mode="json", by_alias=True)
         data["output"] = [shown(item, include) for item in data["output"]]
         return public(data)
 
@@ -213,8 +213,8 @@ class Responses:
             previous_id = previous.previous_response_id
         items: list[dict[str, Any]] = []
         for response in reversed(chain):
-            items += [item.model_dump() for item in self.store.children(Item, response.id)]
-            items += [item.model_dump(mode="json") for item in response.output]
+            items += [item.model_dump(by_alias=True) for item in self.store.children(Item, response.id)]
+            items += [item.model_dump(mode="json", by_alias=True) for item in response.output]
         return items, None
 
     def _resolved(self, item: dict[str, Any]) -> dict[str, Any]:
@@ -223,7 +223,7 @@ class Responses:
         stored = self.store.get(Item, item["id"])
         if stored is None:
             raise APIError(404, f"No item found with id '{item['id']}' to reference.", param="input", code="not_found")
-        return stored.model_dump()
+        return stored.model_dump(by_alias=True)
 
     @staticmethod
     def _check_tool_choice(choice: Any, functions: list[dict[str, Any]], code_tool: Any) -> None:
@@ -306,7 +306,7 @@ class Responses:
             recorder.stop(status)
         usage = recorder.usage
         ended = {
-            **job.response.model_dump(), "status": status, "output": recorder.items(),
+            **job.response.model_dump(by_alias=True), "status": status, "output": recorder.items(),
             "completed_at": now() if status == "completed" else None,
             "error": {"code": "server_error", "message": error} if error else None,
             "usage": {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens,
