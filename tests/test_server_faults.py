@@ -338,7 +338,7 @@ def test_unknown_ids_are_404(client, http, tutor, fault_report):
 
 
 def test_unknown_routes_and_methods(http, fault_report):
-    routes = [("GET", "/nothing"), ("GET", "/vector_stores"), ("POST", "/chat/completions"),
+    routes = [("GET", "/nothing"), ("GET", "/fine_tuning/jobs"), ("POST", "/chat/completions"),
               ("GET", "/threads/thread_x/runs/run_x/steps/step_x/more"), ("GET", "/../../etc/passwd")]
     methods = [("PUT", "/assistants"), ("PATCH", "/threads/thread_x"), ("DELETE", "/assistants"),
                ("DELETE", "/threads/thread_x/runs/run_x")]
