@@ -125,3 +125,11 @@ def test_a_file_search_tool_without_a_known_store_is_refused(client) -> None:
     assert "vs_no" in info.value.message
     with pytest.raises(openai.BadRequestError):
         client.responses.create(model="gpt-4o", input="x", tools=[{"type": "file_search", "vector_store_ids": []}])
+
+
+def test_out_of_bounds_options_are_refused(client, store) -> None:
+    for options, param in [({"max_num_results": 51}, "tools.max_num_results"),
+                           ({"ranking_options": {"score_threshold": 1.5}}, "tools.ranking_options.score_threshold")]:
+        with pytest.raises(openai.BadRequestError) as info:
+            client.responses.create(model="gpt-4o", input="x", tools=[search_tool(store, **options)])
+        assert info.value.body["param"] == param

@@ -248,6 +248,13 @@ class Responses:
             except VectorStoreError as exc:
                 raise APIError(exc.status, exc.message, param="tools.vector_store_ids", code=exc.code) from None
         ranking = tool.get("ranking_options") or {}
+        most, threshold = tool.get("max_num_results"), ranking.get("score_threshold")
+        if most is not None and not 1 <= most <= 50:
+            raise APIError(400, f"Invalid value for 'tools.max_num_results': it must be between 1 and 50 (got {most}).",
+                           param="tools.max_num_results", code="invalid_value")
+        if threshold is not None and not 0 <= threshold <= 1:
+            raise APIError(400, "Invalid value for 'tools.ranking_options.score_threshold': it must be between 0 and 1.",
+                           param="tools.ranking_options.score_threshold", code="invalid_value")
         return FileSearchSession(self.vector_stores, ids, max_num_results=tool.get("max_num_results"),
                                  score_threshold=ranking.get("score_threshold"), ranker=ranking.get("ranker"),
                                  filters=tool.get("filters"), shown=search_sources(history))
