@@ -26,7 +26,6 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SOURCES = HERE / "src"
 RENDERED = ROOT / "docs" / "notebooks"
-COLAB = "https://colab.research.google.com/github/tutor-nb/tutor_nb/blob/main/notebooks/{name}.ipynb"
 BADGE = "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
 
 SETUP = '''\
@@ -35,7 +34,7 @@ import sys
 import warnings
 
 if "google.colab" in sys.modules:
-    %pip install -q "tutor_nb @ git+https://github.com/tutor-nb/tutor_nb"
+    %pip install -q "{install}"
 
 import tutor_nb
 
@@ -49,6 +48,29 @@ METADATA = {
 }
 #: environment variables that would make a rendered copy use a real model (renders are offline)
 KEY_VARIABLES = ("OPENAI_API_KEY", "OPEN_API_KEY", "OPENAI_BASE_URL")
+
+
+def repository() -> str:
+    """Where tutor_nb is published: ``[project.urls] Repository`` in pyproject.toml, the one place that says it.
+
+    tutor_nb is not on PyPI, so Colab installs it from this repository, and the badges open the
+    notebooks from it; both follow this address.
+    """
+    import tomllib  # Python 3.11+
+
+    with open(ROOT / "pyproject.toml", "rb") as file:
+        return tomllib.load(file)["project"]["urls"]["Repository"].rstrip("/")
+
+
+def install_requirement() -> str:
+    """What the notebooks' set-up cell gives ``%pip install`` in Colab."""
+    return f"tutor_nb @ git+{repository()}"
+
+
+def colab_url(name: str) -> str:
+    """The notebook ``name`` opened in Colab, from the repository's main branch."""
+    return repository().replace("https://github.com/", "https://colab.research.google.com/github/", 1) + \
+        f"/blob/main/notebooks/{name}.ipynb"
 
 
 def names() -> list[str]:
@@ -76,7 +98,8 @@ def parse(text: str) -> list[tuple[str, str, list[str]]]:
 def build(name: str) -> nbformat.NotebookNode:
     """The notebook ``name`` as it is stored: badge, set-up cell, no outputs, stable cell ids."""
     nb = nbformat.v4.new_notebook(metadata=METADATA)
-    badge = BADGE.format(url=COLAB.format(name=name))
+    badge = BADGE.format(url=colab_url(name))
+    setup = SETUP.replace("{install}", install_requirement())
     parts = parse((SOURCES / f"{name}.py").read_text(encoding="utf-8"))
     if not parts or parts[0][0] != "markdown":
         raise ValueError(f"{name}: a notebook source starts with a Markdown cell (its title)")
@@ -84,7 +107,7 @@ def build(name: str) -> nbformat.NotebookNode:
         if kind == "markdown":
             cell = nbformat.v4.new_markdown_cell(badge + "\n\n" + source if number == 0 else source)
         else:
-            cell = nbformat.v4.new_code_cell(SETUP if kind == "setup" else source)
+            cell = nbformat.v4.new_code_cell(setup if kind == "setup" else source)
             tags = ["setup"] if kind == "setup" else tags
         if tags:
             cell.metadata["tags"] = tags

@@ -10,6 +10,28 @@ import pytest
 pytest_plugins = ["reliability"]  # the fault_report fixture; docs/reliability.md when asked (--reliability-report)
 
 
+COLAB_STANDIN = Path(__file__).resolve().parents[1] / ".ci" / "colab" / "standin"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--colab", action="store_true",
+                     help="run notebooks as Colab does (CI's Colab job, .ci/colab.sh, in its Colab-pinned environment)")
+
+
+@pytest.fixture(scope="session")
+def notebook_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Extra environment for executed notebooks' kernels: none, or with ``--colab`` what Colab's kernels
+    have: ``google.colab`` (a stand-in) imported before the first cell, and the installed tutor_nb, not
+    this checkout, to import."""
+    if not request.config.getoption("--colab"):
+        return {}
+    ipython_dir = tmp_path_factory.mktemp("colab_ipython")
+    startup = ipython_dir / "profile_default" / "startup"
+    startup.mkdir(parents=True)
+    (startup / "00-google-colab.py").write_text("import google.colab\n")
+    return {"PYTHONPATH": str(COLAB_STANDIN), "IPYTHONDIR": str(ipython_dir)}
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_environment(tmp_path_factory: pytest.TempPathFactory):
     """No key from the developer's machine, and a throwaway data folder for the shared runtime."""

@@ -86,12 +86,27 @@ def test_stored_notebooks_carry_no_outputs(name):
 @pytest.mark.parametrize("name", REQUIRED)
 def test_each_notebook_opens_with_its_colab_badge_and_the_set_up_cell(name):
     nb = stored(name)
-    badge = f"https://colab.research.google.com/github/tutor-nb/tutor_nb/blob/main/notebooks/{name}.ipynb"
+    badge = f"{build.repository()}/blob/main/notebooks/{name}.ipynb".replace("github.com", "colab.research.google.com/github")
     assert nb.cells[0].cell_type == "markdown" and badge in nb.cells[0].source
     setup = next(cell for cell in nb.cells if cell.cell_type == "code")
     assert setup.metadata.get("tags") == ["setup"]
     assert '"google.colab" in sys.modules' in setup.source and "%pip install" in setup.source
     assert "client = tutor_nb.connect()" in setup.source
+
+
+@pytest.mark.parametrize("name", build.names())
+def test_every_notebook_installs_tutor_nb_in_colab_from_the_one_place_that_says_where_it_is(name):
+    """The set-up cell's ``%pip install`` is the only install line, and it names pyproject.toml's
+    Repository (tutor_nb is not on PyPI); no notebook source carries an install line of its own."""
+    installs = [line.strip() for cell in stored(name).cells for line in cell.source.splitlines() if "pip install" in line]
+    assert installs == [f'%pip install -q "tutor_nb @ git+{build.repository()}"']
+    assert "pip install" not in (ROOT / "notebooks" / "src" / f"{name}.py").read_text(encoding="utf-8")
+
+
+def test_the_readme_gives_colab_the_same_install_line():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    colab = readme[readme.index("### Colab"):]
+    assert f'pip install "{build.install_requirement()}"' in colab[:colab.index("\n## ")]
 
 
 def test_percent_sources_parse_into_markdown_code_and_set_up_cells():
@@ -111,13 +126,13 @@ def test_the_walkthrough_notebook_makes_the_terminal_walkthroughs_calls_in_order
 # -- executed top to bottom, offline (slow) ---------------------------------------------------
 
 @pytest.fixture(scope="module")
-def executed(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], nbformat.NotebookNode]:
+def executed(tmp_path_factory: pytest.TempPathFactory, notebook_env) -> Callable[[str], nbformat.NotebookNode]:
     """Executes a notebook once (in its own working folder and data dir) and keeps the result."""
     done: dict[str, nbformat.NotebookNode] = {}
 
     def run(name: str) -> nbformat.NotebookNode:
         if name not in done:
-            done[name] = build.execute(stored(name), tmp_path_factory.mktemp(name[:2]))
+            done[name] = build.execute(stored(name), tmp_path_factory.mktemp(name[:2]), env=notebook_env)
         return done[name]
 
     return run
@@ -226,14 +241,14 @@ def test_file_search_notebook_indexes_searches_and_cites_the_course_notes(execut
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_the_notebooks_run_unchanged_with_a_live_model(tmp_path):
+def test_the_notebooks_run_unchanged_with_a_live_model(tmp_path, notebook_env):
     """With a key configured, ``connect()`` picks the chat backend; a stand-in model that writes
     other code than the cassettes (and never fails, so nothing needs cancelling) must not break
     any cell: no notebook may depend on the recorded turns' exact shape."""
     from tests.fakemodel import FakeModel
 
     with FakeModel() as model:
-        live = {"OPENAI_API_KEY": "sk-test-stand-in-model", "OPENAI_BASE_URL": model.base_url}
+        live = {**notebook_env, "OPENAI_API_KEY": "sk-test-stand-in-model", "OPENAI_BASE_URL": model.base_url}
         for name in REQUIRED:
             before = len(model.requests)
             nb = build.execute(stored(name), tmp_path / name, env=live)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sys
 import weakref
 from typing import Any, AsyncIterator
 
@@ -235,16 +236,18 @@ def _server_message(exc: openai.APIStatusError) -> str:
     return message if message.endswith((".", "!", "?")) else message + "."
 
 
-def _httpx_timeout_type() -> type[BaseException]:
-    import httpx2
+def _transport() -> Any:
+    """The HTTP library this openai SDK is built on: httpx2 from openai 3, httpx before (Colab has 2.x)."""
+    client = next(base for base in openai.DefaultHttpxClient.__mro__ if base.__name__ == "Client")
+    return sys.modules[client.__module__.partition(".")[0]]
 
-    return httpx2.TimeoutException
+
+def _httpx_timeout_type() -> type[BaseException]:
+    return _transport().TimeoutException
 
 
 def _is_transport_error(exc: BaseException) -> bool:
-    import httpx2
-
-    return isinstance(exc, httpx2.TransportError)
+    return isinstance(exc, _transport().TransportError)
 
 
 def _causes(exc: BaseException) -> list[BaseException]:
