@@ -36,12 +36,13 @@ fi
 echo "== Colab job: $("$PYTHON" --version) at $PYTHON"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tutor_nb_colab.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
+if [ -n "${COLAB_KEEP:-}" ]; then echo "   (COLAB_KEEP: the environment stays in $WORK)"; else trap 'rm -rf "$WORK"' EXIT; fi
 VENV=$WORK/venv
 "$PYTHON" -m venv "$VENV"
 PY=$VENV/bin/python
-"$PY" -m pip install -q "$(grep -m1 '^pip==' .ci/colab/freeze.txt)"  # Colab's pip, whose resolver speaks below
-"$PY" -m pip install -q --no-deps -r .ci/colab/pins.txt
+quiet() { "$@" 2>&1 | { grep -v '^WARNING: Location' || true; }; }  # this machine's mirror notices
+quiet "$PY" -m pip install -q "$(grep -m1 '^pip==' .ci/colab/freeze.txt)"  # Colab's pip, whose resolver speaks below
+quiet "$PY" -m pip install -q --no-deps -r .ci/colab/pins.txt
 "$PY" .ci/colab_env.py standins
 "$PY" .ci/colab_env.py snapshot "$WORK/before.json"
 echo "== kernel stack before the install"
@@ -55,7 +56,8 @@ export GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0="url.file://$ROOT.insteadOf" GIT_CONF
 echo "== pip install \"$INSTALL_LINE\"   ($REPOSITORY served from this checkout's commit $(git rev-parse --short HEAD))"
 status=0
 "$PY" -m pip install "$INSTALL_LINE" >"$WORK/pip.log" 2>&1 || status=$?
-grep -v '^WARNING: Location' "$WORK/pip.log" || true  # this machine's package mirrors, not Colab's business
+# what pip did, and anything it warned or complained about (not this machine's mirror notices)
+grep -E '^(Collecting|Installing|Successfully|ERROR|WARNING)' "$WORK/pip.log" | grep -v '^WARNING: Location' || true
 [ "$status" = 0 ] || { echo "FAIL: pip install exited with $status" >&2; exit 1; }
 "$PY" .ci/colab_env.py snapshot "$WORK/after.json"
 echo "== kernel stack after the install"
@@ -63,7 +65,7 @@ echo "== kernel stack after the install"
 "$PY" .ci/colab_env.py check "$WORK/before.json" "$WORK/after.json" "$WORK/pip.log"
 
 # The test runner's timeout plugin is not in Colab; it comes after the check, and touches no kernel package.
-"$PY" -m pip install -q pytest-timeout
+quiet "$PY" -m pip install -q pytest-timeout
 echo "== every notebook, and a kernel started after the install, in the Colab-pinned environment"
 "$PY" -m pytest -p no:cacheprovider --colab -q tests/test_colab.py tests/test_notebooks.py
 "$PY" .ci/colab_env.py snapshot "$WORK/end.json"

@@ -13,8 +13,12 @@ import json
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 from packaging.requirements import Requirement
+from test_notebooks import build, shown_text
+
+from tutor_nb import walkthrough
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,6 +75,16 @@ def test_the_check_names_a_changed_kernel_package_and_a_resolver_error():
     assert colab_env.check(before, {**before, "tutor-nb": "0.1.0"}, "Successfully installed tutor_nb-0.1.0\n") == []
 
 
+@pytest.mark.slow
+def test_the_panels_colab_mode_survives_a_widget_manager_whose_outputs_have_no_msg_id(tmp_path):
+    """After a blocking run (Colab's mode) the panel re-sends its last turn's widgets; nbclient's
+    stand-in Output has no ``msg_id`` until it captures, and failed on a resent empty one."""
+    cells = ["import tutor_nb\npanel = tutor_nb.ChatPanel(tutor_nb.connect(backend='replay'), updates='blocking')\npanel",
+             f"panel.send({walkthrough.FIBONACCI_PROMPT!r})\nprint('status:', panel.wait(timeout=180)['status'])"]
+    nb = build.execute(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]), tmp_path)
+    assert "status: completed" in shown_text(nb.cells[1])
+
+
 # -- in CI's Colab job only ------------------------------------------------------------------------
 
 @pytest.fixture
@@ -96,10 +110,8 @@ def test_a_kernel_started_after_the_install_runs_on_colabs_stack_with_the_instal
     """The restart case: Colab's "Restart session" starts a fresh kernel on what is now on disk."""
     from jupyter_client.manager import start_new_kernel
 
-    from notebooks.build import kernel_env
-
     names = ["ipython", "ipykernel", "jupyter_client", "traitlets", "ipywidgets", "tornado", "pyzmq", "psutil"]
-    env = kernel_env(tmp_path / "data", notebook_env)
+    env = build.kernel_env(tmp_path / "data", notebook_env)
     km, kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
     try:
         lines = []

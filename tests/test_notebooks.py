@@ -245,7 +245,7 @@ def test_the_notebooks_run_unchanged_with_a_live_model(tmp_path, notebook_env):
     """With a key configured, ``connect()`` picks the chat backend; a stand-in model that writes
     other code than the cassettes (and never fails, so nothing needs cancelling) must not break
     any cell: no notebook may depend on the recorded turns' exact shape."""
-    from tests.fakemodel import FakeModel
+    from fakemodel import FakeModel  # not tests.fakemodel: IPython 7 puts a "tests" package on sys.path
 
     with FakeModel() as model:
         live = {**notebook_env, "OPENAI_API_KEY": "sk-test-stand-in-model", "OPENAI_BASE_URL": model.base_url}

@@ -319,7 +319,9 @@ class ChatPanel:
     def _resend_last_turn(self) -> None:
         if self._views:
             for widget in self._views[-1].widgets():
-                widget.send_state()
+                # not an Output's msg_id: only a capture sets it, and managers that track captures by it
+                # (nbclient's) fail on an empty one for an Output that never captured
+                widget.send_state(key=[key for key in widget.keys if key != "msg_id"])
         self._status.send_state()
 
     # -- display -----------------------------------------------------------------------
