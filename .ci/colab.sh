@@ -67,7 +67,7 @@ echo "== kernel stack after the install"
 # The test runner's timeout plugin is not in Colab; it comes after the check, and touches no kernel package.
 quiet "$PY" -m pip install -q pytest-timeout
 echo "== every notebook, and a kernel started after the install, in the Colab-pinned environment"
-"$PY" -m pytest -p no:cacheprovider --colab -q tests/test_colab.py tests/test_notebooks.py
+"$PY" -m pytest -p no:cacheprovider --colab -q -rfEp tests/test_colab.py tests/test_notebooks.py
 "$PY" .ci/colab_env.py snapshot "$WORK/end.json"
 "$PY" .ci/colab_env.py check "$WORK/after.json" "$WORK/end.json" /dev/null >/dev/null \
   || { echo "FAIL: running the notebooks changed the environment" >&2; "$PY" .ci/colab_env.py check "$WORK/after.json" "$WORK/end.json" /dev/null; exit 1; }

@@ -132,7 +132,9 @@ def main(argv: list[str]) -> int:
         for line in problems:
             print(f"FAIL: {line}")
         print("no package Colab has changed, and pip printed no ERROR" if not problems else
-              f"{len(problems)} problem(s): the install would change Colab's environment")
+              f"{len(problems)} problem(s): the install would change Colab's environment (lower the floor of "
+              "the requirement that pulls it in; if requirements.txt changed, remake the pins: "
+              "python .ci/colab_env.py pins)")
         return 1 if problems else 0
     elif command == "pins":
         remake_pins()

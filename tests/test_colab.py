@@ -41,9 +41,12 @@ def requirements(name: str) -> list[Requirement]:
 
 
 @pytest.mark.parametrize("requirement", requirements("requirements.txt"), ids=str)
-def test_every_requirement_is_met_by_the_version_colab_has(requirement):
+def test_every_requirement_colab_has_is_met_by_the_version_it_has(requirement):
+    """A package Colab lacks is only added (the Colab job checks that what it needs in turn is not
+    replaced); one Colab has must be taken as it is."""
     name = colab_env.normalize(requirement.name)
-    assert name in COLAB, f"{requirement.name} is not in Colab: installing tutor_nb there would add it"
+    if name not in COLAB:
+        pytest.skip(f"Colab has no {requirement.name}: the install adds it")
     assert requirement.specifier.contains(COLAB[name], prereleases=True), (
         f"{requirement} excludes Colab's {requirement.name} {COLAB[name]}: the install would replace it "
         "(lower the floor and make the code work on that version, or move the need to an extra)")
@@ -59,7 +62,7 @@ def test_the_pins_are_colabs_versions_and_hold_its_kernel_stack():
         {name: (version, COLAB.get(name)) for name, version in PINS.items() if COLAB.get(name) != version}
     own_builds = {name for name, _ in colab_env.STANDINS}
     assert set(colab_env.KERNEL_STACK) - own_builds <= set(PINS)
-    assert {colab_env.normalize(r.name) for r in requirements("requirements.txt")} <= set(PINS)
+    assert {colab_env.normalize(r.name) for r in requirements("requirements.txt")} & set(COLAB) <= set(PINS)
 
 
 def test_the_check_names_a_changed_kernel_package_and_a_resolver_error():
