@@ -237,6 +237,14 @@ def test_file_search_notebook_indexes_searches_and_cites_the_course_notes(execut
     assert "'golden ratio'" in misses and "nothing found" in misses
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("name", build.names())
+def test_every_notebook_runs_top_to_bottom_offline(executed, name):
+    """Each notebook, those with no test of their own too (a cell that raises fails the run)."""
+    assert "offline runtime" in shown_text(tagged(executed(name), "setup"))
+
+
 # -- the same notebooks with a live model (slow) ------------------------------------------------
 
 @pytest.mark.slow

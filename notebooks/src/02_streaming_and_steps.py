@@ -168,7 +168,10 @@ run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistan
 def code_is_running():
     """True once the model has finished writing the code: the sandbox runs it right away."""
     steps = client.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id)
-    return any(call.code for call in tutor_nb.code_calls(steps))
+    try:
+        return any(call.code for call in tutor_nb.code_calls(steps))
+    except tutor_nb.RunNotCompletedError:  # no code yet, and the run goes on
+        return False
 
 
 deadline = time.monotonic() + 120
