@@ -301,3 +301,13 @@ def test_embeddings_rank_with_bm25_against_a_stand_in_embeddings_server(tmp_path
             assert any(r.get("model") == "fake-embed" for r in fake.requests)
         finally:
             rt.stop()
+
+
+def test_an_embeddings_endpoint_without_its_model_is_refused_at_start(tmp_path: Path) -> None:
+    from tutor_nb.__main__ import main
+    from tutor_nb.errors import RuntimeStartError
+    from tutor_nb.runtime import start
+
+    with pytest.raises(RuntimeStartError, match="--embeddings-model"):
+        start(data_dir=tmp_path, embeddings_base_url="http://127.0.0.1:9/v1")
+    assert main(["serve", "--data-dir", str(tmp_path), "--embeddings-base-url", "http://127.0.0.1:9/v1"]) == 2
