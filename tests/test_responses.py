@@ -29,7 +29,7 @@ def script(request: dict) -> dict:
     last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
     question = _text(messages[last_user])
     results = [_text(m) for m in messages[last_user + 1:] if m["role"] == "tool"]
-    usage = {"prompt_tokens": 10, "completion_tokens": 5}
+    usage = {"prompt_tokens": 10, "completion_tokens": 40 if "long" in question else 5}
     offered = {t["function"]["name"] for t in request.get("tools") or []}
     if question.startswith("run twice:") and len(results) < 2 and "code_interpreter" in offered:
         code = json.dumps({"code": question[len("run twice:"):].strip()})
@@ -345,3 +345,15 @@ def test_the_readme_example_runs_offline_on_the_built_in_cassettes(tmp_path):
     assert code_call(r).outputs[0].logs.strip() == str(2 ** 100)
     assert code_call(r2).outputs[0].logs.strip() == str(2 ** 101)  # x came from the first response
     assert str(2 ** 101) in r2.output_text
+
+
+def test_max_output_tokens_spent_ends_the_response_incomplete(client):
+    with client.responses.stream(model="tutor-model", input="run: long = 'a very long answer'", tools=CODE,
+                                 max_output_tokens=16) as stream:
+        events = list(stream)
+    response = events[-1].response
+    assert events[-1].type == "response.incomplete" and response.status == "incomplete"
+    assert response.incomplete_details.reason == "max_output_tokens"
+    assert code_call(response).status == "incomplete"  # the budget ran out before its code ran
+    assert "response.code_interpreter_call.interpreting" not in [e.type for e in events]
+    assert client.responses.retrieve(response.id).status == "incomplete"

@@ -9,10 +9,11 @@ wherever it is; the recorder's owner turns that into a cancelled run or response
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Iterable, Protocol
 
 from .backends.base import CODE_TOOL, ModelBackend, ModelRequest, TextDelta, ToolCallDelta, Usage
 from .search.tool import SEARCH_TOOL_NAME
@@ -20,6 +21,14 @@ from .toolargs import final_code, partial_code
 from .wire import new_id
 
 CODE_TOOL_NAME: str = CODE_TOOL["function"]["name"]
+
+
+async def cancel_all(tasks: Iterable[asyncio.Task]) -> None:
+    """Cancel the tasks driving loops and wait until each has recorded how it ended."""
+    tasks = list(tasks)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class RunFailure(Exception):

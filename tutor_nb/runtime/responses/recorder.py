@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from ..agent import RunFailure, ToolCall, Turn
+from ..agent import RunFailure, RunIncomplete, ToolCall, Turn
 from ..backends.base import CODE_TOOL, ModelRequest, Usage
 from ..run_options import chat_response_format, chat_tool_choice, completion_budget, tools_off
 from ..search.session import FileSearchFailed
@@ -137,7 +137,7 @@ class ResponseRecorder:
     def _index(self, item: dict[str, Any]) -> int:
         return next(i for i, o in enumerate(self.output) if o is item)
 
-    def _finish_message(self) -> None:
+    def _finish_message(self, status: str = "completed") -> None:
         message = self._message
         if message is None:
             return
@@ -156,7 +156,7 @@ class ResponseRecorder:
                       content_index=0, annotation_index=number, annotation=annotation)
         part = {"type": "output_text", "text": text, "annotations": annotations, "logprobs": []}
         self.emit("response.content_part.done", item_id=message["id"], output_index=index, content_index=0, part=part)
-        message.update(content=[part], status="completed")
+        message.update(content=[part], status=status)
         self._done(index, message)
 
     def _citations(self, text: str) -> list[dict[str, Any]]:
@@ -199,7 +199,13 @@ class ResponseRecorder:
             self.emit("response.function_call_arguments.delta", item_id=item["id"], output_index=index, delta=text)
 
     def turn_done(self, turn: Turn) -> None:
-        self._finish_message()
+        if turn.usage is not None:
+            before = self.usage or Usage(0, 0)
+            self.usage = Usage(before.prompt_tokens + turn.usage.prompt_tokens,
+                               before.completion_tokens + turn.usage.completion_tokens)
+        limit = self.job.max_output_tokens
+        spent = limit is not None and self.usage is not None and self.usage.completion_tokens >= limit
+        self._finish_message("incomplete" if spent else "completed")
         for call in turn.calls.values():
             index, item = self._items[call.id]
             if call.kind == "file_search":
@@ -217,10 +223,8 @@ class ResponseRecorder:
                 self.emit("response.function_call_arguments.done", item_id=item["id"], output_index=index,
                           arguments=item["arguments"], name=call.name)
                 self._done(index, item)
-        if turn.usage is not None:
-            before = self.usage or Usage(0, 0)
-            self.usage = Usage(before.prompt_tokens + turn.usage.prompt_tokens,
-                               before.completion_tokens + turn.usage.completion_tokens)
+        if spent:  # what the model was writing stops here, and no code of this turn runs
+            raise RunIncomplete("max_output_tokens", f"The response used its max_output_tokens ({limit}).")
 
     # -- tools -------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from typing import Any
 from openai.types.responses import Response
 
 from ...errors import ModelBackendError
-from ..agent import AgentLoop, RunFailure
+from ..agent import AgentLoop, RunFailure, RunIncomplete, cancel_all
 from ..containers import ContainerError, Containers
 from ..http.answer import public
 from ..http.errors import APIError
@@ -81,10 +81,7 @@ class Responses:
 
     async def close(self) -> None:
         self._closing = True
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(self._tasks.values())
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -297,6 +294,8 @@ class Responses:
                 self._end(job, recorder, "failed", "The tutor_nb runtime was stopped while this response was in progress.")
             else:
                 self._end(job, recorder, "cancelled")
+        except RunIncomplete as exc:
+            self._end(job, recorder, "incomplete", incomplete=exc.reason)
         except (ModelBackendError, RunFailure) as exc:
             self._end(job, recorder, "failed", str(exc))
         except Exception as exc:  # a bug here must end the response, not leave it hanging
@@ -308,7 +307,8 @@ class Responses:
             self._jobs.pop(response.id, None)
             recorder.log.end()
 
-    def _end(self, job: Job, recorder: ResponseRecorder, status: str, error: str | None = None) -> None:
+    def _end(self, job: Job, recorder: ResponseRecorder, status: str, error: str | None = None,
+             incomplete: str | None = None) -> None:
         if status != "completed":
             recorder.stop(status)
         usage = recorder.usage
@@ -316,6 +316,7 @@ class Responses:
             **job.response.model_dump(by_alias=True), "status": status, "output": recorder.items(),
             "completed_at": now() if status == "completed" else None,
             "error": {"code": "server_error", "message": error} if error else None,
+            "incomplete_details": {"reason": incomplete} if incomplete else None,
             "usage": {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens,
                       "total_tokens": usage.prompt_tokens + usage.completion_tokens,
                       "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
@@ -330,7 +331,8 @@ class Responses:
         self._save(job)
         if job.conversation_id and self.conversations.get(job.conversation_id) is not None:
             self.conversations.add(job.conversation_id, recorder.items())
-        terminal = {"completed": "response.completed", "failed": "response.failed"}.get(status)
+        terminal = {"completed": "response.completed", "failed": "response.failed",
+                    "incomplete": "response.incomplete"}.get(status)
         if terminal:
             recorder.emit(terminal, response=self.wire(job.response, job.include))
 

@@ -26,7 +26,7 @@ from openai.types.beta.threads.run import LastError
 from openai.types.beta.threads.runs import RunStep, run_step
 
 from ...errors import ModelBackendError
-from ..agent import AgentLoop, RunFailure, RunIncomplete
+from ..agent import AgentLoop, RunFailure, RunIncomplete, cancel_all
 from ..backends.base import ModelBackend
 from ..events import RunEvents
 from ..store import Store
@@ -108,10 +108,7 @@ class Engine:
     async def close(self) -> None:
         """Stop every run (they end as failed: the runtime is going away)."""
         self._closing = True
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(self._tasks.values())
 
     def active_run(self, thread_id: str) -> Run | None:
         """The thread's active run, if any. Every active run is live here (those of an earlier process were
