@@ -268,3 +268,40 @@ def test_idle_kernels_shut_down_and_close_leaks_nothing(tmp_path: Path, monkeypa
     for pid in pids:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert [p.name for p in (tmp_path / ".kernels").iterdir()] == ["kernelspecs"]
+
+
+def test_an_adaptive_pool_grows_while_threads_wait_then_lets_surplus_go(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from tutor_nb.runtime.sandbox import pool
+
+    monkeypatch.setattr(pool, "SURPLUS_AFTER", 0.5)
+    with running_sandbox(tmp_path, idle_timeout=0.4) as running:  # no pool_size: the pool adapts
+        assert running.sandbox.pool_size == 1
+        running.wait_for_pool(1)
+
+        async def class_arrives() -> list[Execution]:
+            return await asyncio.gather(*(running.sandbox.execute(f"learner{i}", f"{i} * 2") for i in range(6)))
+
+        results = running.run(class_arrives())
+        assert [r.logs for r in results] == [f"{i * 2}\n" for i in range(6)]
+        assert running.sandbox.pool_size == 3  # half of the six threads that asked within the last minute
+        running.wait_for_pool(3)  # topped up once the executions quieted down
+        monkeypatch.setattr(pool, "DEMAND_WINDOW", 0.0)  # the demand is now long past
+        assert running.sandbox.pool_size == 1
+        deadline = time.monotonic() + 30
+        while running.sandbox._pool.qsize() > 1:  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "surplus warm kernels were not stopped"
+            running.run(asyncio.sleep(0.1))
+        assert len(running.sandbox._all) == 1 + len(running.sandbox._kernels)
+
+
+def test_an_adaptive_pool_does_not_top_up_beyond_free_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tutor_nb.runtime.sandbox import pool
+
+    real = psutil.virtual_memory()
+    monkeypatch.setattr(pool.psutil, "virtual_memory", lambda: real._replace(available=int(real.total * 0.1)))
+    with running_sandbox(tmp_path) as running:
+        assert running.execute("t", "'a thread still gets its kernel'").logs == "'a thread still gets its kernel'\n"
+        running.run(asyncio.sleep(2.0))
+        assert running.sandbox._pool.qsize() == 0  # type: ignore[union-attr]
+        assert len(running.sandbox._all) == 1

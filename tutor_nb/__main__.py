@@ -36,8 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--idle-timeout", type=float, default=900.0, help="seconds before an idle thread's kernel stops")
     serve.add_argument("--cold-kernels", action="store_true",
                        help="start every kernel as a process of its own instead of forking a warm template")
-    serve.add_argument("--pool-size", type=int, default=1,
-                       help="kernels kept started for new threads (for a class, about the number of learners)")
+    serve.add_argument("--pool-size", type=int, default=None,
+                       help="keep this many kernels started for new threads (default: grows and shrinks with demand)")
     serve.add_argument("--memory-limit-mb", type=int, default=2048, help="memory one kernel may use (0: no limit)")
     serve.add_argument("--embeddings-base-url", help="an OpenAI-compatible /v1/embeddings endpoint: file search "
                        "ranks with its vectors as well as BM25 (key: TUTOR_NB_EMBEDDINGS_API_KEY)")

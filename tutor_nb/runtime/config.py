@@ -35,7 +35,7 @@ class Settings:
     token: str | None = None
     exec_timeout: float = 60.0
     idle_timeout: float = 900.0
-    pool_size: int = 1
+    pool_size: int | None = None  # warm kernels kept for new threads; None: as many as recent demand asks for
     fork_kernels: bool = True  # False: every kernel starts as its own process (slower, no shared pages)
     memory_limit_mb: int | None = 2048
     poll_after_ms: int = 25
@@ -49,7 +49,7 @@ class Settings:
         if self.embeddings_base_url and not self.embeddings_model:
             raise RuntimeStartError("An embeddings endpoint needs its model too: pass --embeddings-model NAME "
                                     "(for example text-embedding-3-small, or nomic-embed-text on Ollama).")
-        if self.pool_size < 0:
+        if self.pool_size is not None and self.pool_size < 0:
             raise RuntimeStartError(f"pool_size must be 0 or more (got {self.pool_size}); 0 starts kernels on demand.")
         if self.token is None:
             self.token = os.environ.get(TOKEN_ENV) or None

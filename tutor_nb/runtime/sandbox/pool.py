@@ -1,11 +1,22 @@
-"""The kernels: warm ones waiting in a pool, one assigned to each thread, idle ones reaped."""
+"""The kernels: warm ones waiting in a pool, one assigned to each thread, idle ones reaped.
+
+The pool adapts unless given a fixed size: it keeps about half as many warm kernels as new threads
+asked for in the last minute (at least one), starts one for every thread that waits, a few at a
+time, tops up only while the machine has memory to spare, and lets surplus kernels go once they
+have waited a minute unused.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import math
 import os
 import shutil
+import time
 from pathlib import Path
+
+import psutil
 
 from tutor_nb.errors import SandboxError
 from tutor_nb.runtime import kernel_boot, limits
@@ -14,26 +25,47 @@ from . import warm
 from .kernel import Kernel, KernelLauncher
 
 REFILL_QUIET = 1.0  # seconds without executions before the pool is topped up while it still has a kernel
+DEMAND_WINDOW = 60.0  # seconds of new threads the adaptive pool sizes itself by
+ADAPTIVE_MAX = 64  # warm kernels an adaptive pool keeps at most
+SURPLUS_AFTER = 60.0  # seconds a warm kernel beyond the pool's size waits unused before it is stopped
+KERNEL_BUDGET_MB = 150  # memory set aside per kernel started to top the pool up (a forked one holds far less)
+RESERVE_FRACTION = 0.1  # of the machine's memory, left alone by top-ups
 
 
 class KernelPool:
     """Which kernel serves which thread, the warm kernels ready for new threads, and every kernel alive."""
 
-    def __init__(self, launcher: KernelLauncher, *, pool_size: int, idle_timeout: float) -> None:
+    def __init__(self, launcher: KernelLauncher, *, pool_size: int | None, idle_timeout: float) -> None:
         self.launcher = launcher
-        self.pool_size, self.idle_timeout = pool_size, idle_timeout
+        self.fixed_size, self.idle_timeout = pool_size, idle_timeout  # None: the pool adapts
         self.assigned: dict[str, Kernel] = {}  # thread id -> its kernel
         self.alive: set[Kernel] = set()  # every kernel not yet retired, warm and starting ones too
-        self.warm: asyncio.Queue[Kernel] | None = None
+        self.warm: asyncio.Queue[Kernel | BaseException] | None = None  # a failed start is handed on too
         self.locks: dict[str, asyncio.Lock] = {}  # one execution at a time per thread
         self.lost: dict[str, str] = {}  # thread id -> why its earlier variables are gone
         self.closed = False
         self._lingering: list[limits.KernelCgroup] = []  # cgroups whose killed members were not yet reaped
+        self.waiting = 0  # threads waiting for a kernel now
+        self._asked: collections.deque[float] = collections.deque()  # when new threads asked (monotonic)
+        self._failures = 0  # kernel starts that failed in a row: top-ups pause after a few
+        self._warm_since: dict[Kernel, float] = {}
+        self._starting: set[asyncio.Task] = set()
         self._filler: asyncio.Task | None = None
         self._reaper: asyncio.Task | None = None
         self._handed_over = float("-inf")  # when a warm kernel last went to a thread (loop time)
         # kernels started all at once share the CPU and all arrive late; a few at a time arrive in turn
-        self._starts = asyncio.Semaphore(max(1, os.cpu_count() or 1))
+        self._concurrency = max(1, os.cpu_count() or 1)
+        self._starts = asyncio.Semaphore(self._concurrency)
+
+    @property
+    def pool_size(self) -> int:
+        """How many warm kernels the pool keeps now: the fixed size, or what recent demand asks for."""
+        if self.fixed_size is not None:
+            return self.fixed_size
+        now = time.monotonic()
+        while self._asked and now - self._asked[0] > DEMAND_WINDOW:
+            self._asked.popleft()
+        return min(ADAPTIVE_MAX, max(1, math.ceil(len(self._asked) / 2)))
 
     def start(self) -> None:
         """Fill the pool and reap idle kernels in the background (the launcher is prepared)."""
@@ -75,7 +107,7 @@ class KernelPool:
         for kernel in self.alive:
             if kernel.busy:
                 kernel.stop_reason = "closed"
-        for task in (self._filler, self._reaper):
+        for task in (self._filler, self._reaper, *self._starting):
             if task is not None:
                 task.cancel()
                 try:
@@ -106,78 +138,98 @@ class KernelPool:
                 self._lingering.append(group)
 
     async def _fresh_kernel(self) -> Kernel:
-        """A warm kernel when one is ready (or about to be), else a cold start."""
+        """A warm kernel: at once when one is ready, else the next one started (one is started for each waiter)."""
         assert self.warm is not None
-        while True:
-            if not self.warm.empty():
-                kernel = self.warm.get_nowait()
-                self._handed_over = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        self._asked.append(time.monotonic())
+        self.waiting += 1
+        try:
+            while True:
                 self._ensure_filler()
+                kernel = await self.warm.get()
+                if isinstance(kernel, BaseException):
+                    raise kernel
+                self._warm_since.pop(kernel, None)
                 if await kernel.km.is_alive():
+                    self._handed_over = loop.time()
                     return kernel
                 await self.retire(kernel)
-                continue
-            filler = self._filler
-            if filler is None or filler.done():
-                break
-            getter = asyncio.ensure_future(self.warm.get())
-            try:
-                await asyncio.wait({getter, filler}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                if not getter.done():
-                    getter.cancel()
-            if getter.done() and not getter.cancelled():
-                self.warm.put_nowait(getter.result())
-            elif filler.done():
-                break
-        starting = asyncio.ensure_future(self._start_kernel())
-        try:
-            return await asyncio.shield(starting)
-        except asyncio.CancelledError:
-            starting.add_done_callback(self._adopt)
-            raise
-
-    def _adopt(self, task: asyncio.Task) -> None:
-        """A kernel started for a cancelled caller goes to the pool rather than leaking."""
-        if task.cancelled() or task.exception() is not None or self.warm is None:
-            return
-        kernel = task.result()
-        if self.closed:
-            asyncio.ensure_future(self.retire(kernel))
-        else:
-            self.warm.put_nowait(kernel)
+        finally:
+            self.waiting -= 1
+            self._ensure_filler()
 
     def _ensure_filler(self) -> None:
-        if self.closed or self.warm is None or self.pool_size <= 0:
+        if self.closed or self.warm is None:
             return
-        if (self._filler is None or self._filler.done()) and self.warm.qsize() < self.pool_size:
+        if self._filler is None or self._filler.done():
             self._filler = asyncio.create_task(self._fill_pool())
+
+    def _ready(self) -> int:
+        assert self.warm is not None
+        return sum(isinstance(k, Kernel) for k in self.warm._queue)  # type: ignore[attr-defined]
 
     def _executing_lately(self) -> bool:
         now = asyncio.get_running_loop().time()
         return now - self._handed_over < REFILL_QUIET or any(
             k.busy or now - k.last_used < REFILL_QUIET for k in self.assigned.values())
 
+    def _memory_allows(self) -> bool:
+        """Whether one more kernel fits in what the machine has free, a reserve kept."""
+        memory = psutil.virtual_memory()
+        return memory.available - KERNEL_BUDGET_MB * 1024 * 1024 > RESERVE_FRACTION * memory.total
+
     async def _fill_pool(self) -> None:
+        """Start kernels, a few at a time, until every waiting thread has one coming and the pool is full."""
+        while not self.closed:
+            coming = self._ready() + len(self._starting)
+            if coming < self.waiting:
+                pass  # a thread waits for this one: start it now, whatever else runs
+            elif coming < self.waiting + self.pool_size and self._failures < 3 and self._memory_allows():
+                # starting a kernel costs CPU: while kernels are still ready and code is running (a class
+                # at work), let the code have the CPU and top up once it is quiet
+                if self._ready() and self._executing_lately():
+                    await asyncio.sleep(REFILL_QUIET / 4)
+                    continue
+            elif self._starting:
+                await asyncio.wait(set(self._starting), return_when=asyncio.FIRST_COMPLETED)
+                continue
+            else:
+                return
+            if len(self._starting) >= self._concurrency:
+                await asyncio.wait(set(self._starting), return_when=asyncio.FIRST_COMPLETED)
+                continue
+            task = asyncio.create_task(self._start_warm())
+            self._starting.add(task)
+            task.add_done_callback(self._starting.discard)
+            await asyncio.sleep(0)
+
+    async def _start_warm(self) -> None:
+        """Start one kernel into the pool; a failure goes to a waiting thread, or pauses the filling."""
         assert self.warm is not None
-        while not self.closed and self.warm.qsize() < self.pool_size:
-            # starting a kernel costs about a CPU-second: while kernels are still ready and code is running
-            # (a class at work), let the code have the CPU and top up once it is quiet
-            while not self.closed and not self.warm.empty() and self._executing_lately():
-                await asyncio.sleep(REFILL_QUIET / 4)
-            if self.closed:
-                return
+        try:
             kernel = await self._start_kernel()
-            if self.closed:
-                await self.retire(kernel)
-                return
-            self.warm.put_nowait(kernel)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._failures += 1
+            if self.waiting > self._ready():
+                self.warm.put_nowait(exc)
+            else:
+                await asyncio.sleep(REFILL_QUIET)  # nobody waits: no hurry to try again
+            return
+        if self.closed:
+            await self.retire(kernel)
+            return
+        self._failures = 0
+        self._warm_since[kernel] = asyncio.get_running_loop().time()
+        self.warm.put_nowait(kernel)
 
     async def _reap_idle(self) -> None:
         loop = asyncio.get_running_loop()
         while not self.closed:
-            await asyncio.sleep(max(0.05, min(30.0, self.idle_timeout / 4)))
+            await asyncio.sleep(max(0.05, min(10.0, self.idle_timeout / 4)))
             await self._sweep_cgroups()
+            await self._trim_surplus()
             now = loop.time()
             for thread_id, kernel in list(self.assigned.items()):
                 lock = self.locks.get(thread_id)
@@ -186,6 +238,19 @@ class KernelPool:
                 if now - kernel.last_used > self.idle_timeout:
                     self.lost[thread_id] = f"was shut down after {self.idle_timeout:g} s without use"
                     await self.retire(kernel)
+
+    async def _trim_surplus(self) -> None:
+        """Stop one warm kernel beyond the pool's size that has waited unused a while (one per sweep)."""
+        assert self.warm is not None
+        now = asyncio.get_running_loop().time()
+        if self._ready() <= self.pool_size + self.waiting:
+            return
+        oldest = min(self._warm_since, key=self._warm_since.__getitem__, default=None)
+        if oldest is None or now - self._warm_since[oldest] < SURPLUS_AFTER:
+            return
+        self.warm._queue.remove(oldest)  # type: ignore[attr-defined]
+        del self._warm_since[oldest]
+        await self.retire(oldest)
 
     async def _start_kernel(self) -> Kernel:
         async with self._starts:

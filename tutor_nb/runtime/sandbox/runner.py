@@ -34,7 +34,7 @@ CHECK_EVERY = 0.5  # seconds between memory/process/disk checks during an execut
 class Sandbox:
     """Jupyter kernels for threads, under a root folder holding one working folder per thread."""
 
-    def __init__(self, root: Path, *, timeout: float = 60.0, idle_timeout: float = 900.0, pool_size: int = 1,
+    def __init__(self, root: Path, *, timeout: float = 60.0, idle_timeout: float = 900.0, pool_size: int | None = None,
                  memory_limit_mb: int | None = 2048, max_log_chars: int = 100_000, max_file_mb: int = 200,
                  max_workdir_mb: int = 1024, max_processes: int = 64, fork: bool = True) -> None:
         self.root = Path(root).resolve()
@@ -52,6 +52,7 @@ class Sandbox:
 
     @property
     def pool_size(self) -> int:
+        """Warm kernels the pool keeps now (fixed when given, else from recent demand)."""
         return self.pool.pool_size
 
     @property
