@@ -36,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--idle-timeout", type=float, default=900.0, help="seconds before an idle thread's kernel stops")
     serve.add_argument("--cold-kernels", action="store_true",
                        help="start every kernel as a process of its own instead of forking a warm template")
+    serve.add_argument("--gateway-url", help="start every thread's kernel on this Jupyter Kernel Gateway or "
+                       "Enterprise Gateway (e.g. http://gateway:8888) instead of on this machine")
+    serve.add_argument("--gateway-token-file", type=Path,
+                       help="a file holding the gateway's token (default: TUTOR_NB_GATEWAY_TOKEN)")
+    serve.add_argument("--gateway-kernel", default="python3", help="the gateway's kernelspec to start (default python3)")
     serve.add_argument("--pool-size", type=int, default=None,
                        help="keep this many kernels started for new threads (default: grows and shrinks with demand)")
     serve.add_argument("--memory-limit-mb", type=int, default=2048, help="memory one kernel may use (0: no limit)")
@@ -44,6 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--embeddings-model", help="the embeddings model at that endpoint")
     serve.add_argument("--replay-delay", type=float, default=0.01, help="seconds between replayed pieces of text")
     return parser
+
+
+def _read_secret(path: Path | None) -> str | None:
+    """A token from a file (never from the command line, where other users could see it)."""
+    if path is None:
+        return None
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise TutorNBError(f"cannot read the token file {path}: {exc.strerror}") from exc
+    if not token:
+        raise TutorNBError(f"the token file {path} is empty; put the token on its first line")
+    return token
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                           idle_timeout=args.idle_timeout, replay_delay=args.replay_delay,
                           pool_size=args.pool_size, memory_limit_mb=args.memory_limit_mb or None,
                           embeddings_base_url=args.embeddings_base_url, embeddings_model=args.embeddings_model,
-                          fork_kernels=not args.cold_kernels)
+                          fork_kernels=not args.cold_kernels, gateway_url=args.gateway_url,
+                          gateway_token=_read_secret(args.gateway_token_file), gateway_kernel=args.gateway_kernel)
             if args.data_dir is not None:
                 fields["data_dir"] = args.data_dir
             try:

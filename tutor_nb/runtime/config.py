@@ -37,6 +37,9 @@ class Settings:
     idle_timeout: float = 900.0
     pool_size: int | None = None  # warm kernels kept for new threads; None: as many as recent demand asks for
     fork_kernels: bool = True  # False: every kernel starts as its own process (slower, no shared pages)
+    gateway_url: str | None = None  # kernels on a Jupyter Kernel Gateway / Enterprise Gateway instead of here
+    gateway_token: str | None = None  # its token (default: TUTOR_NB_GATEWAY_TOKEN)
+    gateway_kernel: str = "python3"  # the gateway's kernelspec
     memory_limit_mb: int | None = 2048
     poll_after_ms: int = 25
     max_body_mb: int = 64

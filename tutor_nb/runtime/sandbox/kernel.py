@@ -60,8 +60,19 @@ class Kernel:
     oom_kills: int = 0
 
     @property
-    def pid(self) -> int:
+    def pid(self) -> int | None:
+        """The kernel's local process; None for a kernel on a gateway."""
         return self.km.provisioner.process.pid  # type: ignore[union-attr]
+
+    def code_folder(self, workdir: Path) -> str:
+        """The thread's folder as the kernel's code sees it (what /mnt/data becomes)."""
+        return str(workdir)
+
+    async def stage_in(self, workdir: Path) -> None:
+        """Before an execution: make the thread's files available to the kernel (local: they are)."""
+
+    async def stage_out(self, workdir: Path) -> None:
+        """After an execution: bring what the code wrote back to the thread's folder (local: it is there)."""
 
     def log_tail(self) -> str:
         """The end of what the kernel wrote to stderr (why it did not start)."""
@@ -69,9 +80,18 @@ class Kernel:
 
     async def quiet(self, code: str) -> None:
         """Run housekeeping code silently and wait for it to finish."""
+        await self._housekeeping(code, None, check=False)
+
+    async def ask(self, code: str, mime: str | None = None) -> str:
+        """Run housekeeping code silently; returns what it printed, or displayed as ``mime``."""
+        return await self._housekeeping(code, mime, check=True)
+
+    async def _housekeeping(self, code: str, mime: str | None, *, check: bool) -> str:
         msg_id = self.kc.execute(code, silent=True, store_history=False, allow_stdin=False)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + START_TIMEOUT
+        parts: list[str] = []
+        failed: str | None = None
         while loop.time() < deadline:
             try:
                 msg = await self.kc.get_iopub_msg(timeout=POLL)
@@ -79,9 +99,19 @@ class Kernel:
                 if not await self.km.is_alive():
                     raise SandboxError("the kernel died while being prepared; try again") from None
                 continue
-            if (msg.get("parent_header", {}).get("msg_id") == msg_id and msg["msg_type"] == "status"
-                    and msg["content"].get("execution_state") == "idle"):
-                return
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream" and mime is None:
+                parts.append(content.get("text", ""))
+            elif kind == "display_data" and mime is not None:
+                parts.append(content.get("data", {}).get(mime, ""))
+            elif kind == "error":
+                failed = f"{content.get('ename')}: {content.get('evalue')}"
+            elif kind == "status" and content.get("execution_state") == "idle":
+                if failed and check:
+                    raise SandboxError(f"the sandbox's own code failed in the kernel ({failed})")
+                return "".join(parts)
         raise SandboxError(f"the kernel did not finish preparing within {START_TIMEOUT:g} s; try again")
 
     async def interrupt(self) -> None:

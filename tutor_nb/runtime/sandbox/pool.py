@@ -69,6 +69,10 @@ class KernelPool:
 
     def start(self) -> None:
         """Fill the pool and reap idle kernels in the background (the launcher is prepared)."""
+        if self.launcher.warm is not None:
+            # a forked kernel's start is mostly waiting on round trips, not CPU: twice as many at once
+            self._concurrency *= 2
+            self._starts = asyncio.Semaphore(self._concurrency)
         self.warm = asyncio.Queue()
         self._ensure_filler()
         self._reaper = asyncio.create_task(self._reap_idle())
@@ -87,7 +91,8 @@ class KernelPool:
         kernel = await self._fresh_kernel()
         # sent, not awaited (a round trip saved on every new thread): a kernel runs requests in order,
         # so the thread's first code already finds its folder
-        kernel.kc.execute(kernel_boot.chdir_code(workdir), silent=True, store_history=False, allow_stdin=False)
+        kernel.kc.execute(kernel_boot.chdir_code(Path(kernel.code_folder(workdir))), silent=True,
+                          store_history=False, allow_stdin=False)
         kernel.thread_id, kernel.workdir = thread_id, workdir
         kernel.last_used = asyncio.get_running_loop().time()
         self.assigned[thread_id] = kernel

@@ -20,6 +20,7 @@ from typing import Callable
 from tutor_nb.runtime import limits
 
 from .capture import Capture, Execution, Status
+from .gateway import GatewayLauncher
 from .kernel import POLL, REAP_CODE, Kernel, KernelLauncher
 from .pool import KernelPool
 
@@ -36,7 +37,9 @@ class Sandbox:
 
     def __init__(self, root: Path, *, timeout: float = 60.0, idle_timeout: float = 900.0, pool_size: int | None = None,
                  memory_limit_mb: int | None = 2048, max_log_chars: int = 100_000, max_file_mb: int = 200,
-                 max_workdir_mb: int = 1024, max_processes: int = 64, fork: bool = True) -> None:
+                 max_workdir_mb: int = 1024, max_processes: int = 64, fork: bool = True,
+                 gateway_url: str | None = None, gateway_token: str | None = None,
+                 gateway_kernel: str = "python3") -> None:
         self.root = Path(root).resolve()
         self.timeout = timeout
         self.memory_limit_mb = memory_limit_mb
@@ -44,8 +47,13 @@ class Sandbox:
         self.max_file_mb = max_file_mb
         self.max_workdir_mb = max_workdir_mb
         self.max_processes = max_processes
-        self.launcher = KernelLauncher(self.root, memory_limit_mb=memory_limit_mb, max_file_mb=max_file_mb,
-                                       max_processes=max_processes, max_log_chars=max_log_chars, fork=fork)
+        self.launcher: KernelLauncher | GatewayLauncher
+        if gateway_url:  # every kernel on a Jupyter Kernel Gateway or Enterprise Gateway
+            self.launcher = GatewayLauncher(self.root, gateway_url, token=gateway_token, kernel_name=gateway_kernel,
+                                            max_log_chars=max_log_chars)
+        else:
+            self.launcher = KernelLauncher(self.root, memory_limit_mb=memory_limit_mb, max_file_mb=max_file_mb,
+                                           max_processes=max_processes, max_log_chars=max_log_chars, fork=fork)
         self.pool = KernelPool(self.launcher, pool_size=pool_size, idle_timeout=idle_timeout)
         self._interrupts: set[str] = set()  # threads whose current execution must stop
         self._started = False
@@ -81,8 +89,10 @@ class Sandbox:
     def __repr__(self) -> str:
         isolation = ", ".join(filter(None, ["bubblewrap" if self.bwrap else "", "cgroup" if self.cgroups else ""]))
         cold = self.launcher.cold_reason
+        start = f"gateway {self.launcher.url}" if isinstance(self.launcher, GatewayLauncher) else \
+            ("cold: " + cold if cold else "fork")
         return (f"Sandbox(root={str(self.root)!r}, kernels={len(self.pool.assigned)}, "
-                f"isolation={isolation or 'rlimits only'}, start={'cold: ' + cold if cold else 'fork'})")
+                f"isolation={isolation or 'rlimits only'}, start={start})")
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -144,26 +154,30 @@ class Sandbox:
         await self.start()
         kernel = await self.pool.kernel_for(thread_id, workdir)
         lost = self.pool.lost.pop(thread_id, None)
+        await kernel.stage_in(workdir)  # a kernel on a gateway gets the thread's files through itself
         before = limits.snapshot(workdir)
         out = Capture(self.max_log_chars)
-        code = MNT_DATA.sub(lambda _: str(workdir), code)
-        watcher = asyncio.create_task(_watch(out, workdir, on_output)) if on_output else None
+        folder = Path(kernel.code_folder(workdir))  # what /mnt/data is for the kernel
+        code = MNT_DATA.sub(lambda _: str(folder), code)
+        watcher = asyncio.create_task(_watch(out, folder, on_output)) if on_output else None
         try:
             ending = await self._run(kernel, code, out, limit)
         except asyncio.CancelledError:
             if on_output is not None:  # a stopped step keeps what it printed
-                _tell(on_output, out.live(workdir))
+                _tell(on_output, out.live(folder))
             raise
         finally:
             if watcher is not None:
                 watcher.cancel()
         status, error = await self._conclude(kernel, ending, out, limit)
+        if kernel in self.pool.alive:
+            await kernel.stage_out(workdir)
         after = limits.snapshot(workdir)
         status, error = self._enforce_workdir_cap(before, after, workdir, out, status, error)
         if lost and out.ename == "NameError":
             out.notes.append(f"Variables from before are gone: the kernel {lost}.")
         files = limits.changed_files(before, limits.snapshot(workdir), workdir)
-        return Execution(logs=out.logs(workdir), images=out.images, files=files, status=status, error=error)
+        return Execution(logs=out.logs(folder), images=out.images, files=files, status=status, error=error)
 
     async def _run(self, kernel: Kernel, code: str, out: Capture, limit: float) -> str:
         """Send the code and follow it to its end: 'idle', 'restarted' or 'died'."""
@@ -228,6 +242,8 @@ class Sandbox:
 
     def _check_limits(self, kernel: Kernel, out: Capture) -> str | None:
         """Runs in a worker thread every CHECK_EVERY seconds of an execution."""
+        if kernel.pid is None:
+            return None  # a kernel on a gateway: its limits are the gateway's (and its folder is there)
         out.peak_memory = max(out.peak_memory, limits.tree_memory(kernel.pid))
         if kernel.cgroup is None:
             if len(limits.descendants(kernel.pid)) + 1 - len(kernel.baseline) > self.max_processes:
@@ -303,12 +319,12 @@ class Sandbox:
             except ValueError:
                 name = f"signal {-code}"
             return f"kernel was killed ({name})"
-        return f"kernel exited (exit code {code})"
+        return f"kernel exited (exit code {code})" if code is not None else "kernel exited"
 
     async def _after_memory_error(self, kernel: Kernel, out: Capture) -> tuple[Status, str]:
         """A MemoryError leaves the kernel alive; restart it only if it still holds the memory."""
         limit = self.memory_limit_mb
-        held = await asyncio.to_thread(limits.tree_memory, kernel.pid)
+        held = await asyncio.to_thread(limits.tree_memory, kernel.pid) if kernel.pid is not None else 0
         if limit and held >= 0.8 * limit * 1024 * 1024:
             await self.pool.retire(kernel)
             self.pool.lost[kernel.thread_id or ""] = f"ran out of memory (limit {limit} MB) and was restarted"
@@ -326,6 +342,8 @@ class Sandbox:
                 return
             kernel.limit_hits = hits
             killed = await asyncio.to_thread(kernel.cgroup.kill, kernel.baseline)
+        elif kernel.pid is None:
+            return
         else:
             extra = [p for p in limits.descendants(kernel.pid) if p.pid not in kernel.baseline]
             if len(extra) <= self.max_processes:
