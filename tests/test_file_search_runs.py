@@ -225,6 +225,12 @@ def test_streaming_a_run_shows_the_search_step_without_content(client, notes) ->
     call = step.step_details.tool_calls[0]
     assert call.type == "file_search" and call.file_search.results[0].file_id == notes["pdf"]
     assert call.file_search.results[0].content is None
+    # include[] on the run's creation puts the text in its stream too
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "greatest common divisor"}])
+    with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id,
+                                         include=[SEARCH_CONTENT]) as stream:
+        steps = [e.data for e in stream if e.event == "thread.run.step.completed" and e.data.type == "tool_calls"]
+    assert "divisor" in steps[0].step_details.tool_calls[0].file_search.results[0].content[0].text
 
 
 def test_search_calls_and_show_json_show_the_query_and_hits(client, notes, capsys) -> None:

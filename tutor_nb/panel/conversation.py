@@ -14,6 +14,9 @@ from typing import Any, Callable, Iterable
 from ..errors import PanelBusyError
 from .transcript import Answer, Notice, Step, Turn, TurnBuilder
 
+#: file search results come with their text, so a search step shows passages, not only file names
+SEARCH_CONTENT = "step_details.tool_calls[*].file_search.results[*].content"
+
 #: What the panel's default assistant is told (a math tutor that computes rather than guesses).
 TUTOR_INSTRUCTIONS = (
     "You tutor students in mathematics. When a question needs computation, write Python and run it "
@@ -165,7 +168,8 @@ class Conversation:
                 _, thread_id = self._ensure_ids()
                 client = self.client
                 client.beta.threads.messages.create(thread_id, role="user", content=text)
-                with client.beta.threads.runs.stream(thread_id=thread_id, assistant_id=self.assistant_id) as stream:
+                with client.beta.threads.runs.stream(thread_id=thread_id, assistant_id=self.assistant_id,
+                                                     include=[SEARCH_CONTENT]) as stream:
                     self._consume(turn, stream)
         except Exception as exc:  # shown in the transcript; the panel stays usable
             message = describe_failure(exc, self._client)

@@ -89,7 +89,10 @@ async def create_run(thread_id: str, request: Request) -> Response:
     rt = core(request)
     rt.need(Thread, thread_id)
     p = await body(request, run_create_params.RunCreateParamsBase, thread_id=thread_id)
+    with_content = _includes_search_content(request)
     run = new_run(rt, thread_id, p)
+    if with_content:
+        rt.engine.search_content.add(run.id)
     return start(rt, run, bool(p.get("stream")))
 
 

@@ -89,6 +89,8 @@ class Engine:
         self._timings: OrderedDict[str, RunTiming] = OrderedDict()
         self._staged: OrderedDict[str, int] = OrderedDict()  # thread id -> newest message seq whose files are staged
         self._closing = False
+        #: runs created with include[] asking for file search results' text: their stream events carry it
+        self.search_content: set[str] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -206,6 +208,7 @@ class Engine:
             self._tasks.pop(run_id, None)
             self._live.pop(run_id, None)
             self._tool_outputs.pop(run_id, None)
+            self.search_content.discard(run_id)
             self.events.end(run_id)
 
     def _fail(self, run_id: str, message: str, code: str = "server_error") -> None:

@@ -374,7 +374,8 @@ class RunRecorder:
         if not turn.code_calls and call is turn.search_calls[0]:
             self._step_usage(step, turn.usage)
         self.store.save(step)
-        self.events.publish(self.run.id, "thread.run.step.completed", without_search_content(step))
+        shown = step if self.run.id in self.engine.search_content else without_search_content(step)
+        self.events.publish(self.run.id, "thread.run.step.completed", shown)
 
     async def functions_called(self, turn: Turn) -> bool:
         """Pause the run in ``requires_action`` until the client submits the functions' outputs."""
