@@ -308,6 +308,8 @@ def test_replay_plot_shows_the_image(replay_runtime):
     assert len(step["image_file_ids"]) == 1 and "그래프 완성" in step["logs"]
     images = [w for w in walk(panel.widget) if isinstance(w, W.Image)]
     assert len(images) == 1 and bytes(images[0].value).startswith(b"\x89PNG")
+    chart = "![chart](data:image/png;base64," + base64.b64encode(bytes(images[0].value)).decode() + ")"
+    assert panel.export().count(chart) == 1  # the sandbox's chart, embedded once under its code
     (answer,) = shown(panel, W.HTMLMath)
     assert "$y = x^2$" in answer and "$$ (0, 0) $$" in answer
     expected_csv = base64.b64encode(("x,y\n" + "".join(f"{x},{x * x}\n" for x in range(-5, 6))).encode()).decode()
