@@ -575,3 +575,32 @@ def test_copy_to_cell_says_what_the_page_did():
     assert html.escape(frontend.OUTCOMES["inserted"]) in view.result.value
     view.report.value = "nonsense"
     assert view.copied == "inserted"
+
+
+def test_chips_show_a_few_suggestions_at_a_time_and_send_the_one_clicked():
+    questions = [f"question {i}" for i in range(6)]
+    panel = ChatPanel(client=object(), suggestions=questions)
+    assert panel.suggestions == questions
+
+    def chips() -> list[W.Button]:
+        return [w for w in panel._chips.children if isinstance(w, W.Button) and "tnb-chip" in w._dom_classes]
+
+    assert [c.description for c in chips()] == questions[:4]
+    panel._more.click()
+    assert [c.description for c in chips()] == ["question 4", "question 5", "question 0", "question 1"]
+    assert not ChatPanel(client=object()).suggestions  # "auto" offers nothing for a server it does not know
+    release = threading.Event()
+
+    def held():
+        yield ev.event("thread.run.created", ev.run("queued"))
+        release.wait(10)
+        yield ev.event("thread.run.completed", ev.run("completed"))
+
+    panel._conversation.start = (lambda start: lambda text, events=None: start(text, events=held()))(panel._conversation.start)
+    chips()[1].click()
+    assert panel.transcript[0]["text"] == "question 5"
+    panel._coalescer.flush()
+    assert all(c.disabled for c in chips())  # no second question while one is answered
+    release.set()
+    panel.wait(timeout=10)
+    assert not any(c.disabled for c in chips())

@@ -105,20 +105,24 @@ class ChatPanel:
         self._new_button.on_click(lambda _: self._on_new_thread())
         self._export_button.on_click(lambda _: self._on_export())
         buttons = W.HBox([self._send_button, self._stop_button, self._new_button, self._export_button, self._export_links])
+        #: where the panel puts scripts for the page (scrolling to a new turn)
+        self._script = W.Output(layout=W.Layout(display="none"))
+        self.token = f"tnb-panel-{uuid.uuid4().hex[:12]}"
+        self.widget = W.VBox([self._scroller, self._status, self._input, self._build_chips(), buttons, self._script],
+                             layout=W.Layout(width="100%"))
+        self.widget.add_class("tnb-chat-panel")
+        self.widget.add_class(self.token)
+        self._show_chips()
+
+    def _build_chips(self) -> W.Box:
+        """The row of suggested questions under the input (filled by :meth:`_show_chips`)."""
         self._chips = W.Box(layout=W.Layout(display="flex", flex_flow="row wrap", width="100%"))
         self._chips.add_class("tnb-suggestions")
         self._more = W.Button(description="other questions", icon="refresh", layout=W.Layout(width="auto"),
                               tooltip="Show other recorded questions")
         self._more.on_click(lambda _: self._show_chips(self._chip_start + CHIPS_SHOWN))
         self._chip_start = 0
-        #: where the panel puts scripts for the page (scrolling to a new turn)
-        self._script = W.Output(layout=W.Layout(display="none"))
-        self.token = f"tnb-panel-{uuid.uuid4().hex[:12]}"
-        self.widget = W.VBox([self._scroller, self._status, self._input, self._chips, buttons, self._script],
-                             layout=W.Layout(width="100%"))
-        self.widget.add_class("tnb-chat-panel")
-        self.widget.add_class(self.token)
-        self._show_chips()
+        return self._chips
 
     # -- scripting API -------------------------------------------------------------
     def send(self, text: str) -> None:
