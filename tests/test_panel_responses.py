@@ -125,3 +125,16 @@ def test_the_sdk_stream_helper_ends_with_the_stored_response(runtime):
     assert final.output[0].model_dump() == stored.output[0].model_dump()  # the code call, logs not doubled
     assert final.output[-1].content[0].text == stored.output[-1].content[0].text
     assert kinds.index("response.code_interpreter_call.interpreting") < kinds.index("response.code_interpreter_call.completed")
+
+
+def test_a_conversation_as_the_thread(runtime):
+    client = runtime.client()
+    conversation = client.conversations.create()
+    panel = ChatPanel(client=client, api="responses", thread=conversation.id)
+    panel.send(KOREAN_FIB)
+    entry = panel.wait(timeout=120)
+    assert entry["status"] == "completed", entry.get("error")
+    assert panel.thread_id == conversation.id  # the thread stays the conversation
+    items = client.conversations.items.list(conversation.id).data
+    kinds = [item.type for item in items]
+    assert "code_interpreter_call" in kinds and kinds.count("message") >= 2
