@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--idle-timeout", type=float, default=900.0, help="seconds before an idle thread's kernel stops")
     serve.add_argument("--cold-kernels", action="store_true",
                        help="start every kernel as a process of its own instead of forking a warm template")
+    serve.add_argument("--tokens", type=Path, metavar="FILE",
+                       help="one token per learner ('NAME TOKEN' lines, # comments; chmod 600): each learner sees "
+                       "only what they made, the teacher's token sees all")
+    serve.add_argument("--runs-per-minute", type=int, help="runs one learner may start in a minute (default: no limit)")
     serve.add_argument("--gateway-url", help="start every thread's kernel on this Jupyter Kernel Gateway or "
                        "Enterprise Gateway (e.g. http://gateway:8888) instead of on this machine")
     serve.add_argument("--gateway-token-file", type=Path,
@@ -78,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                           pool_size=args.pool_size, memory_limit_mb=args.memory_limit_mb or None,
                           embeddings_base_url=args.embeddings_base_url, embeddings_model=args.embeddings_model,
                           fork_kernels=not args.cold_kernels, gateway_url=args.gateway_url,
-                          gateway_token=_read_secret(args.gateway_token_file), gateway_kernel=args.gateway_kernel)
+                          gateway_token=_read_secret(args.gateway_token_file), gateway_kernel=args.gateway_kernel,
+                          tokens_file=args.tokens, runs_per_minute=args.runs_per_minute)
             if args.data_dir is not None:
                 fields["data_dir"] = args.data_dir
             try:

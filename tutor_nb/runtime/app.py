@@ -16,6 +16,7 @@ from .api import ROUTERS
 from .config import Settings
 from .core import RuntimeCore
 from .http import Guard, install_handlers
+from .learners import Learners, current_owner
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -36,8 +37,31 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/v1")
     async def about(request: Request) -> dict[str, Any]:
-        return {"object": "tutor_nb.runtime", "backend": rt.backend.name, "data_dir": str(settings.data_dir)}
+        info: dict[str, Any] = {"object": "tutor_nb.runtime", "backend": rt.backend.name}
+        owner = current_owner.get()
+        if owner is not None:  # a learner: who they are here, and nothing of the others
+            return {**info, "learner": owner}
+        info["data_dir"] = str(settings.data_dir)
+        if settings.learners is not None:
+            info["learners"] = class_activity(rt, settings.learners)
+        return info
 
     for router in ROUTERS:
         app.include_router(router)
     return app
+
+
+def class_activity(rt: RuntimeCore, learners: Learners) -> list[dict[str, Any]]:
+    """For the teacher: each learner, when last seen, their threads and how many have a kernel now."""
+    from openai.types import ContainerRetrieveResponse
+    from openai.types.beta import Thread
+
+    running = set(rt.sandbox.pool.assigned)
+    rows = []
+    for name, learner in learners.by_name.items():
+        threads = rt.store.owned_ids(Thread, name)
+        containers = rt.store.owned_ids(ContainerRetrieveResponse, name)
+        rows.append({"name": name, "last_seen": int(learner.last_seen) if learner.last_seen else None,
+                     "requests": learner.requests, "threads": len(threads),
+                     "kernels": len(running & {*threads, *containers})})
+    return rows

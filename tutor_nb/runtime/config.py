@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import RuntimeStartError
+from .learners import Learners
 
 #: environment variable holding the access token for a non-loopback bind
 TOKEN_ENV = "TUTOR_NB_TOKEN"
@@ -46,6 +47,10 @@ class Settings:
     #: an OpenAI-compatible /v1/embeddings endpoint for file search (its key: TUTOR_NB_EMBEDDINGS_API_KEY)
     embeddings_base_url: str | None = None
     embeddings_model: str | None = None
+    #: one token per learner (lines of ``NAME TOKEN``): each sees only what they made; the teacher's token sees all
+    tokens_file: Path | None = None
+    runs_per_minute: int | None = None  # runs one learner may start in a minute (None: no limit)
+    learners: Learners | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser()
@@ -56,7 +61,10 @@ class Settings:
             raise RuntimeStartError(f"pool_size must be 0 or more (got {self.pool_size}); 0 starts kernels on demand.")
         if self.token is None:
             self.token = os.environ.get(TOKEN_ENV) or None
-        if not self.is_loopback and not self.token:
+        if self.tokens_file is not None:
+            self.learners = Learners.load(Path(self.tokens_file), teacher_token=self.token,
+                                          runs_per_minute=self.runs_per_minute)
+        if not self.is_loopback and not self.token and not self.learners:
             raise RuntimeStartError(
                 f"Refusing to serve on {self.host} without a token: anyone who can reach it could run "
                 f"code on this machine. Pass --token SECRET (or set {TOKEN_ENV}) and give clients that "

@@ -27,6 +27,8 @@ from openai.types.responses import Response
 from openai.types.vector_stores import VectorStoreFileBatch
 from pydantic import BaseModel, ConfigDict
 
+from .learners import current_owner
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -68,7 +70,8 @@ CREATE TABLE IF NOT EXISTS objects (
     id TEXT NOT NULL UNIQUE,
     kind TEXT NOT NULL,
     parent TEXT,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS objects_by_parent ON objects (kind, parent, seq);
 """
@@ -106,6 +109,8 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        if "owner" not in {row[1] for row in self._db.execute("PRAGMA table_info(objects)")}:
+            self._db.execute("ALTER TABLE objects ADD COLUMN owner TEXT")  # a data folder from before learners
         self._deletions: dict[str, int] = {}  # parent id -> objects deleted under it by this process
 
     def close(self) -> None:
@@ -115,10 +120,14 @@ class Store:
     # -- objects -----------------------------------------------------------------------------
 
     def add(self, obj: BaseModel, parent: str | None = None) -> None:
+        """Store a new object, owned by the learner asking (``current_owner``), or else by its parent's owner
+        (what a run makes in the background belongs to whoever owns the thread)."""
         with self._lock:
             self._db.execute(
-                "INSERT INTO objects (id, kind, parent, body) VALUES (?, ?, ?, ?)",
-                (obj.id, KINDS[type(obj)], parent, obj.model_dump_json(by_alias=True)),  # type: ignore[attr-defined]
+                "INSERT INTO objects (id, kind, parent, body, owner) "
+                "VALUES (?, ?, ?, ?, COALESCE(?, (SELECT owner FROM objects WHERE id = ?)))",
+                (obj.id, KINDS[type(obj)], parent, obj.model_dump_json(by_alias=True),  # type: ignore[attr-defined]
+                 current_owner.get(), parent),
             )
 
     def save(self, obj: BaseModel) -> None:
@@ -130,11 +139,25 @@ class Store:
             )
 
     def get(self, cls: type[M], id: str) -> M | None:
+        """The object, or None if there is none, or it belongs to another learner than the one asking."""
+        mine, args = _mine()
         with self._lock:
             row = self._db.execute(
-                "SELECT body FROM objects WHERE id = ? AND kind = ?", (id, KINDS[cls])
+                f"SELECT body FROM objects WHERE id = ? AND kind = ?{mine}", (id, KINDS[cls], *args)
             ).fetchone()
         return cls.model_validate_json(row[0]) if row else None
+
+    def owners(self, kind: type[BaseModel]) -> dict[str, int]:
+        """How many objects of a kind each learner owns (the teacher's view of who is active)."""
+        with self._lock:
+            rows = self._db.execute("SELECT owner, COUNT(*) FROM objects WHERE kind = ? AND owner IS NOT NULL "
+                                    "GROUP BY owner", (KINDS[kind],)).fetchall()
+        return dict(rows)
+
+    def owned_ids(self, kind: type[BaseModel], owner: str) -> list[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT id FROM objects WHERE kind = ? AND owner = ?", (KINDS[kind], owner))
+            return [r[0] for r in rows.fetchall()]
 
     def delete(self, id: str) -> None:
         """Delete an object and everything stored under it (messages, runs and steps of a thread)."""
@@ -205,9 +228,10 @@ class Store:
         return row[0] if row else None
 
     def _iter(self, cls: type[M], parent: str | None) -> Iterator[tuple[int, M]]:
-        sql = "SELECT seq, body FROM objects WHERE kind = ? AND parent IS ? ORDER BY seq"
+        mine, args = _mine()
+        sql = f"SELECT seq, body FROM objects WHERE kind = ? AND parent IS ?{mine} ORDER BY seq"
         with self._lock:
-            rows = self._db.execute(sql, (KINDS[cls], parent)).fetchall()
+            rows = self._db.execute(sql, (KINDS[cls], parent, *args)).fetchall()
         for seq, body in rows:
             yield seq, cls.model_validate_json(body)
 
@@ -225,6 +249,9 @@ class Store:
         """A page in OpenAI's cursor pagination: ``after``/``before`` are ids from earlier pages."""
         clauses = ["kind = ?", "parent IS ?"]
         args: list[object] = [KINDS[cls], parent]
+        if (owner := current_owner.get()) is not None:
+            clauses.append("owner = ?")
+            args.append(owner)
         for field, value in (where or {}).items():
             clauses.append(f"json_extract(body, '$.{field}') = ?")
             args.append(value)
@@ -291,3 +318,9 @@ class Store:
 
     def delete_blob(self, file_id: str) -> None:
         self.blob_path(file_id).unlink(missing_ok=True)
+
+
+def _mine() -> tuple[str, tuple[str, ...]]:
+    """The SQL that keeps a learner to their own objects; nothing for the teacher and the runtime itself."""
+    owner = current_owner.get()
+    return ("", ()) if owner is None else (" AND owner = ?", (owner,))

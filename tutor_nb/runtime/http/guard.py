@@ -8,6 +8,7 @@ from typing import Any
 from starlette.datastructures import Headers
 
 from ..config import Settings
+from ..learners import RUN_STARTS, current_owner
 from .errors import APIError
 
 
@@ -26,13 +27,22 @@ class Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = Headers(scope=scope)
-        token = self.settings.token
-        if token:
+        token, learners = self.settings.token, self.settings.learners
+        owner: str | None = None  # the teacher, or nobody named: sees everything
+        if token or learners:
             supplied = headers.get("authorization", "").removeprefix("Bearer ").strip()
-            if not secrets.compare_digest(supplied.encode(), token.encode()):
-                error = APIError(401, "Missing or wrong token. This runtime is served beyond this machine and needs "
-                                 "its token as the client's api_key.", code="invalid_api_key")
+            learner = learners.find(supplied) if learners else None
+            if learner is None and not (token and secrets.compare_digest(supplied.encode(), token.encode())):
+                error = APIError(401, "Missing or wrong token. This runtime needs its token (or, in a class, your "
+                                 "own) as the client's api_key.", code="invalid_api_key")
                 return await error.response()(scope, receive, send)
+            if learner is not None and learners is not None:
+                owner = learner.name
+                learners.seen(learner)
+                if scope.get("method") == "POST" and RUN_STARTS.match(scope.get("path", "")):
+                    refused = learners.start_run(learner)
+                    if refused:
+                        return await APIError(429, refused, code="rate_limit_exceeded").response()(scope, receive, send)
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.limit:
             return await self._too_large().response()(scope, receive, send)
@@ -46,7 +56,11 @@ class Guard:
                 raise self._too_large()  # answered by the APIError handler of the route reading the body
             return message
 
-        await self.app(scope, capped, send)
+        mark = current_owner.set(owner)  # the store keeps a learner to their own objects
+        try:
+            await self.app(scope, capped, send)
+        finally:
+            current_owner.reset(mark)
 
     def _too_large(self) -> APIError:
         # uvicorn reads and discards the rest of the body, so the client is sure to get this answer
