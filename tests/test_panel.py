@@ -315,6 +315,7 @@ def test_replay_plot_shows_the_image(replay_runtime):
     expected_csv = base64.b64encode(("x,y\n" + "".join(f"{x},{x * x}\n" for x in range(-5, 6))).encode()).decode()
     assert f'download="squares.csv" style="{render._LINK_STYLE}" href="data:text/csv;base64,{expected_csv}">표 내려받기</a>' in answer
     assert "sandbox:" not in answer
+    assert f"[표 내려받기](data:text/csv;base64,{expected_csv})" in panel.export()  # the file goes with the export
 
 
 @pytest.mark.slow

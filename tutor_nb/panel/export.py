@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 from ..errors import ExportFormatError
 from . import render
+from .transcript import SANDBOX_LINK
 
 FileBytes = Mapping[str, Optional[bytes]]
 
@@ -37,9 +39,25 @@ def _image_writer(files: FileBytes, folder: str | None) -> Callable[[str], str]:
     return image
 
 
-def to_markdown(transcript: list[dict[str, Any]], files: FileBytes | None = None, images: str | None = None) -> str:
-    """Questions, code, logs, charts and answers in order; a chart shown under its code once."""
-    image = _image_writer(files or {}, images)
+def _linked(text: str, files: FileBytes, names: Mapping[str, str]) -> str:
+    """Sandbox links (``sandbox:/mnt/data/x.csv``) to files the panel downloaded, as data URLs."""
+
+    def link(match: re.Match) -> str:
+        name = match.group(0).rsplit("/", 1)[-1]
+        data = files.get(names.get(name, ""))
+        if not data or len(data) > render.MAX_EMBED_BYTES:
+            return match.group(0)
+        return render.FileLink(name, data).url()
+
+    return SANDBOX_LINK.sub(link, text)
+
+
+def to_markdown(transcript: list[dict[str, Any]], files: FileBytes | None = None, images: str | None = None,
+                names: Mapping[str, str] | None = None) -> str:
+    """Questions, code, logs, charts and answers in order; a chart shown under its code once;
+    files the answers link to embedded as data URLs."""
+    files = files or {}
+    image = _image_writer(files, images)
     out: list[str] = []
     for turn in transcript:
         if turn["role"] == "user":
@@ -54,7 +72,7 @@ def to_markdown(transcript: list[dict[str, Any]], files: FileBytes | None = None
             out.extend(image(fid) for fid in step["image_file_ids"] if fid not in shown)
             shown.update(step["image_file_ids"])
         if turn["text"]:
-            out.append(turn["text"])
+            out.append(_linked(turn["text"], files, names or {}))
         out.extend(image(fid) for fid in turn.get("image_file_ids", []) if fid not in shown)
         if turn.get("error"):
             out.append(f"> Run {turn['status']}: {turn['error']}")
@@ -63,9 +81,10 @@ def to_markdown(transcript: list[dict[str, Any]], files: FileBytes | None = None
     return "\n\n".join(out) + "\n"
 
 
-def export(transcript: list[dict[str, Any]], fmt: str, files: FileBytes | None = None, images: str | None = None) -> str:
+def export(transcript: list[dict[str, Any]], fmt: str, files: FileBytes | None = None, images: str | None = None,
+           names: Mapping[str, str] | None = None) -> str:
     if fmt == "markdown":
-        return to_markdown(transcript, files, images)
+        return to_markdown(transcript, files, images, names)
     if fmt == "json":
         return json.dumps(transcript, ensure_ascii=False, indent=2)
     raise ExportFormatError(f"Unknown export format {fmt!r}: use 'markdown' or 'json'.")

@@ -190,8 +190,8 @@ class ChatPanel:
         as PNG files instead and links them by relative path.
         """
         with self._conversation.lock:
-            files = dict(self._conversation.files)
-        return export.export(self.transcript, fmt, files=files, images=images)
+            files, names = dict(self._conversation.files), dict(self._conversation.names)
+        return export.export(self.transcript, fmt, files=files, images=images, names=names)
 
     @property
     def client(self) -> Any:
