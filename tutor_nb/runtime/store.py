@@ -198,21 +198,26 @@ class Store:
                 "WHERE o.kind = 'message' AND o.parent = ? AND o.seq > ? ORDER BY o.seq", (thread_id, after)).fetchall()
         return newest or 0, [file_id for (file_id,) in rows if file_id]
 
+    # a thread's messages, and the steps of its runs that can hold rows after a point: runs are one at a time
+    # in a thread, so those are the runs started after it and the one that was going at it (found by index)
     _HISTORY = (
-        "FROM objects WHERE kind IN ('message', 'run step') AND (parent = ? OR parent IN "
-        "(SELECT id FROM objects WHERE kind = 'run' AND parent = ?))"
+        "SELECT seq, kind, body FROM objects WHERE kind = 'message' AND parent = :thread AND seq > :after "
+        "UNION ALL SELECT s.seq, s.kind, s.body FROM objects AS r JOIN objects AS s "
+        "ON s.kind = 'run step' AND s.parent = r.id AND s.seq > :after "
+        "WHERE r.kind = 'run' AND r.parent = :thread AND r.seq >= COALESCE("
+        "(SELECT MAX(seq) FROM objects WHERE kind = 'run' AND parent = :thread AND seq <= :after), 0) "
+        "ORDER BY 1"
     )
 
     def thread_history(self, thread_id: str, *, after: int = 0) -> list[tuple[int, str, dict[str, Any]]]:
         """(seq, kind, wire dict) of a thread's messages and its runs' steps after ``after``, in creation order.
 
         Plain dicts, not models: the engine reads the history before every model call, and parsing
-        JSON costs a fraction of validating models.
+        JSON costs a fraction of validating models. Only rows after ``after`` are visited, however long
+        the thread.
         """
         with self._lock:
-            rows = self._db.execute(
-                f"SELECT seq, kind, body {self._HISTORY} AND seq > ? ORDER BY seq", (thread_id, thread_id, after)
-            ).fetchall()
+            rows = self._db.execute(self._HISTORY, {"thread": thread_id, "after": after}).fetchall()
         return [(seq, kind, json.loads(body)) for seq, kind, body in rows]
 
     def deletions(self, parent: str) -> int:
