@@ -168,3 +168,29 @@ def _walk(widget):
     yield widget
     for child in getattr(widget, "children", ()):
         yield from _walk(child)
+
+
+@pytest.mark.slow
+def test_the_node_sdk_accumulates_the_same_step(live_runtime, assistant):
+    """The Node SDK replaces its snapshot on the repeated in_progress event and merges every delta:
+    it must end with exactly the stored step too."""
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    node_dir = Path(__file__).resolve().parent / "node"
+    if shutil.which("node") is None or not (node_dir / "node_modules" / "openai").is_dir():
+        message = "the openai Node SDK is not installed: run `npm ci --prefix tests/node`"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    env.update(OPENAI_BASE_URL=live_runtime.base_url, OPENAI_API_KEY=live_runtime.settings.token or "tutor-nb-local")
+    done = subprocess.run([shutil.which("node"), str(node_dir / "live.mjs"), assistant.id, "slow prints"],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=node_dir)
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert done.returncode == 0 and "error" not in seen, seen
+    assert seen["status"] == "completed" and seen["code"] == SLOW_PRINTS
+    assert len([p for p in seen["pieces"] if p["before_ms"] > 300]) >= 2, seen["pieces"]
+    assert seen["accumulated"] == seen["listed"] == [{"type": "logs", "logs": "line 0\nline 1\nline 2\nline 3\n'done'\n"}]
