@@ -180,6 +180,9 @@ def test_background_response_polled_to_completion_and_its_stream_resumed(client)
     assert response.status == "completed" and response.output_text == "Output: 1024"
     events = list(client.responses.retrieve(response.id, stream=True, starting_after=2))
     assert events[0].sequence_number == 3 and events[-1].type == "response.completed"
+    with client.responses.stream(response_id=response.id, starting_after=2) as resumed:  # the SDK's own helper
+        assert [e.sequence_number for e in resumed] == [e.sequence_number for e in events]
+        assert resumed.get_final_response().output_text == "Output: 1024"
 
 
 @pytest.mark.slow
