@@ -18,6 +18,8 @@ from openai import AssistantEventHandler
 
 from tests.fakemodel import FakeModel, math_tutor_script
 
+pytestmark = pytest.mark.slow  # real kernels behind the runtime, a few seconds each
+
 SLOW_PRINTS = "import time\nfor i in range(4):\n    print('line', i, flush=True)\n    time.sleep(0.4)\n'done'"
 PLOT = ("import matplotlib.pyplot as plt\nprint('before', flush=True)\nplt.plot([1, 2, 3])\nplt.show()\n"
         "import time\ntime.sleep(0.3)\nprint('after')")
@@ -170,7 +172,6 @@ def _walk(widget):
         yield from _walk(child)
 
 
-@pytest.mark.slow
 def test_the_node_sdk_accumulates_the_same_step(live_runtime, assistant):
     """The Node SDK replaces its snapshot on the repeated in_progress event and merges every delta:
     it must end with exactly the stored step too."""
