@@ -605,3 +605,21 @@ def test_chips_show_a_few_suggestions_at_a_time_and_send_the_one_clicked():
     release.set()
     panel.wait(timeout=10)
     assert not any(c.disabled for c in chips())
+
+
+def test_a_pause_in_the_code_is_not_taken_for_running_once_the_server_announces_it():
+    from tutor_nb.panel.transcript import QUIET_AFTER_CODE, Turn, TurnBuilder
+
+    server: dict[str, bool] = {}
+    first = TurnBuilder(Turn("assistant"), server)
+    for event in (ev.event("thread.run.step.created", ev.code_step("in_progress", "", [])), ev.code_delta("x = 1")):
+        first.apply(event)
+    (step,) = first.turn.steps
+    assert step.phase(step.written + QUIET_AFTER_CODE + 1) == "running"  # guessed: no signal seen yet
+    first.apply(ev.event("thread.run.step.in_progress", ev.code_step("in_progress", "x = 1", [])))
+    assert server == {"announces_running": True}
+    second = TurnBuilder(Turn("assistant"), server)
+    for event in (ev.event("thread.run.step.created", ev.code_step("in_progress", "", [])), ev.code_delta("y = ")):
+        second.apply(event)
+    (step,) = second.turn.steps
+    assert step.phase(step.written + 30) == "writing"  # a slow model pausing mid-code is still writing

@@ -76,6 +76,8 @@ class Conversation:
         self.files: dict[str, bytes | None] = {}
         #: file name -> id, of files this panel's answers linked (for links given without one)
         self.names: dict[str, str] = {}
+        #: what the stream builders learned about the server (see TurnBuilder.server)
+        self.server: dict[str, bool] = {}
         self.lock = threading.RLock()
         self._on_change = on_change
         self._worker: threading.Thread | None = None
@@ -205,7 +207,7 @@ class Conversation:
             self.thread_id = turn.run_id
 
     def _consume(self, turn: Turn, events: Iterable[Any], builder: Any = None) -> None:
-        builder = builder or TurnBuilder(turn)
+        builder = builder or TurnBuilder(turn, self.server)
         for event in events:
             with self.lock:
                 builder.apply(event)

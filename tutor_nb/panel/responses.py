@@ -98,7 +98,7 @@ class ResponseTurnBuilder:
     def _item(self, key: str, kind: type) -> Any:
         item = self.turn.find(key)
         if item is None:
-            item = Step(key) if kind is Step else Answer(key)
+            item = Step(key, guess_running=False) if kind is Step else Answer(key)  # "interpreting" says it
             self.turn.items.append(item)
         return item
 

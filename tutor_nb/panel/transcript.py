@@ -37,6 +37,9 @@ class Step:
     running_since: float | None = None
     #: when the last piece of code arrived
     written: float = field(default_factory=time.monotonic)
+    #: take a pause after the code for "running" (servers that never say so, such as OpenAI's);
+    #: None once the server said the code started
+    guess_running: bool | None = True
     finished: float | None = None
     version: int = 0
 
@@ -44,7 +47,7 @@ class Step:
         """``writing``, ``running`` or the step's final status."""
         if self.status != "in_progress":
             return self.status
-        if self.running_since is None and self.code and now - self.written >= QUIET_AFTER_CODE:
+        if self.guess_running and self.running_since is None and self.code and now - self.written >= QUIET_AFTER_CODE:
             # servers that send no "running" signal (OpenAI's): a pause after the code means it runs
             self.running_since = self.written
         return "running" if self.running_since is not None else "writing"
@@ -208,8 +211,11 @@ def _bump(item: Any) -> None:
 class TurnBuilder:
     """Applies ``runs.stream`` events to the assistant :class:`Turn` of one run."""
 
-    def __init__(self, turn: Turn) -> None:
+    def __init__(self, turn: Turn, server: dict[str, bool] | None = None) -> None:
         self.turn = turn
+        #: what this panel learned about its server: {"announces_running": True} once it has seen
+        #: a step announced in_progress again when its code started (tutor_nb's runtime does)
+        self.server = server if server is not None else {}
         #: file ids whose bytes the view needs (images, download links), not yet fetched
         self.wanted_files: list[str] = []
         #: sandbox links with no annotation: (text part, annotation to fill with a file id)
@@ -274,7 +280,7 @@ class TurnBuilder:
         key = f"{step_id}:{index}"
         item = self.turn.find(key)
         if item is None:
-            item = Step(key)
+            item = Step(key, guess_running=not self.server.get("announces_running"))
             self.turn.items.append(item)
         assert isinstance(item, Step)
         return item
@@ -305,10 +311,12 @@ class TurnBuilder:
                 continue
             step = self._step_item(data.id, index)
             if name in ("thread.run.step.created", "thread.run.step.in_progress"):
-                if name.endswith("in_progress") and call.code_interpreter.input and step.running_since is None:
-                    # tutor_nb's runtime repeats in_progress, with the code, when it starts running it
+                if name.endswith("in_progress") and call.code_interpreter.input and step.guess_running is not None:
+                    # tutor_nb's runtime repeats in_progress, with the code, when it starts running it:
+                    # the moment it really began (a guess made from a pause is replaced)
                     step.code = call.code_interpreter.input
-                    step.running_since = time.monotonic()
+                    step.running_since, step.guess_running = time.monotonic(), None
+                    self.server["announces_running"] = True  # no more guessing from pauses
                     _bump(step)
                 continue
             # A finished step carries the full code and outputs: trust it over the deltas, except
