@@ -101,7 +101,7 @@ import json, sys
 from importlib import metadata
 from IPython.utils.coloransi import TermColors  # Colab's kernel start-up uses TermColors.Green
 import tutor_nb
-print(json.dumps({"executable": sys.executable, "tutor_nb": tutor_nb.__file__,
+print(json.dumps({"executable": sys.executable, "tutor_nb": tutor_nb.__file__, "key": tutor_nb.describe_api_key(),
                   "colab": "google.colab" in sys.modules, "green": TermColors.Green,
                   "versions": {name: metadata.version(name) for name in NAMES}}))
 """
@@ -110,11 +110,13 @@ print(json.dumps({"executable": sys.executable, "tutor_nb": tutor_nb.__file__,
 @pytest.mark.slow
 def test_a_kernel_started_after_the_install_runs_on_colabs_stack_with_the_installed_tutor_nb(
         colab_job, notebook_env, tmp_path):
-    """The restart case: Colab's "Restart session" starts a fresh kernel on what is now on disk."""
+    """The restart case: Colab's "Restart session" starts a fresh kernel on what is now on disk; it
+    finds the key among Colab's secrets."""
     from jupyter_client.manager import start_new_kernel
 
     names = ["ipython", "ipykernel", "jupyter_client", "traitlets", "ipywidgets", "tornado", "pyzmq", "psutil"]
-    env = build.kernel_env(tmp_path / "data", notebook_env)
+    secret = {"OPENAI_API_KEY": "sk-test-colab-secret-0000"}
+    env = build.kernel_env(tmp_path / "data", {**notebook_env, "COLAB_STANDIN_SECRETS": json.dumps(secret)})
     km, kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
     try:
         lines = []
@@ -126,5 +128,6 @@ def test_a_kernel_started_after_the_install_runs_on_colabs_stack_with_the_instal
         km.shutdown_kernel(now=True)
     seen = json.loads("".join(lines))
     assert seen["executable"] == sys.executable and seen["colab"] and seen["green"]
+    assert seen["key"].endswith("from Colab secrets") and secret["OPENAI_API_KEY"] not in seen["key"]
     assert not Path(seen["tutor_nb"]).is_relative_to(ROOT), "the kernel imported the checkout, not the install"
     assert seen["versions"] == {name: PINS[colab_env.normalize(name)] for name in names}
