@@ -57,6 +57,11 @@ def shown_text(cell: nbformat.NotebookNode) -> str:
     return "".join(parts)
 
 
+def rich(output: nbformat.NotebookNode) -> str:
+    """A shown answer's rich form: HTML, or in Colab (``--colab``) the Markdown it typesets math in."""
+    return output.data.get("text/html") or output.data["text/markdown"]
+
+
 def pngs(cell: nbformat.NotebookNode) -> list[bytes]:
     return [base64.b64decode(output.data["image/png"]) for output in cell.get("outputs", [])
             if output.output_type in ("display_data", "execute_result") and "image/png" in output.data]
@@ -151,8 +156,8 @@ def test_walkthrough_runs_offline_and_its_local_rerun_matches_the_sandbox(execut
     verdict = shown_text(tagged(nb, "compare"))
     assert verdict.startswith("match:"), verdict
     assert "\\[" in shown_text(tagged(nb, "answer-raw"))  # the model's Markdown as written
-    answer = tagged(nb, "answer").outputs[0].data
-    assert "$$" in answer["text/html"] and "\\[" not in answer["text/html"] and "\\[" not in answer["text/plain"]
+    answer = tagged(nb, "answer").outputs[0]
+    assert "$$" in rich(answer) and "\\[" not in rich(answer) and "\\[" not in answer.data["text/plain"]
 
 
 @pytest.mark.slow
@@ -181,8 +186,9 @@ def test_files_notebook_shows_the_sandbox_chart_the_downloaded_file_and_the_loca
     nb = executed("03_files_and_plots")
     sandbox_pngs = pngs(tagged(nb, "chart"))
     assert sandbox_pngs and all(png.startswith(PNG_SIGNATURE) for png in sandbox_pngs)
-    answer = tagged(nb, "answer").outputs[0].data["text/html"]
-    assert 'download="' in answer and "sandbox:" not in answer and "data:image/png;base64," in answer
+    shown = tagged(nb, "answer").outputs[0]
+    answer, link = rich(shown), ('download="' if "text/html" in shown.data else "](data:text/csv;base64,")
+    assert link in answer and "sandbox:" not in answer and "data:image/png;base64," in answer
     download = shown_text(tagged(nb, "download"))
     assert "-> downloads/" in download and "predicted" in download
     local_pngs = pngs(tagged(nb, "rerun"))
@@ -206,7 +212,7 @@ def test_panel_notebook_renders_the_panel_and_its_transcript_holds_the_answer(ex
     transcript = shown_text(tagged(nb, "transcript"))
     assert transcript.startswith("status: completed")
     # the answer is shown as the panel shows it: math for MathJax in HTML, readable math in text
-    answer_html = tagged(nb, "transcript").outputs[-1].data["text/html"]
+    answer_html = rich(tagged(nb, "transcript").outputs[-1])
     assert "$x = 2$" in answer_html and "$$x = \\frac{5 \\pm 1}{2},$$" in answer_html
     assert "x = (5 ± 1)/2" in transcript and "\\frac" not in transcript
     assert "Use code to divide 10 by each number in 5, 2, 0, 1" in shown_text(tagged(nb, "suggestions"))
