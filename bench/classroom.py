@@ -220,10 +220,10 @@ async def learner(client: Any, assistant_id: str, turns: int, think: float) -> l
     return done
 
 
-async def classroom(base_url: str, learners: int, turns: int, think: float) -> tuple[list[dict[str, Any]], float]:
+async def classroom(base_url: str, api_key: str, learners: int, turns: int, think: float) -> tuple[list[dict[str, Any]], float]:
     import openai
 
-    async with openai.AsyncOpenAI(base_url=base_url, api_key="tutor-nb-local") as client:  # SDK's retries, as learners have
+    async with openai.AsyncOpenAI(base_url=base_url, api_key=api_key) as client:  # SDK's retries, as learners have
         assistant_id = (await client.beta.assistants.create(
             instructions=common.TUTOR_INSTRUCTIONS, model="gpt-4o", tools=[{"type": "code_interpreter"}])).id
         begin = time.perf_counter()
@@ -297,7 +297,7 @@ def main() -> None:
         waited = wait_for_kernels(server, args.pool_size or 1) if args.prestart else 0.0
         cpu_before = cpu_seconds(server)
         with MemorySampler(rt.pid) as memory, SDKRetries() as retried:
-            rows, wall = asyncio.run(classroom(rt.base_url, args.learners, args.turns, args.think))
+            rows, wall = asyncio.run(classroom(rt.base_url, rt.api_key, args.learners, args.turns, args.think))
             memory.sample()
         cpu_after = cpu_seconds(server)
         per_kernel = memory.per_kernel()

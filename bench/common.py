@@ -145,6 +145,7 @@ class SpawnedRuntime:
 
     process: subprocess.Popen
     base_url: str
+    api_key: str  # the token it printed
 
     @property
     def pid(self) -> int:
@@ -153,12 +154,12 @@ class SpawnedRuntime:
     def client(self, **kwargs: Any) -> Any:
         import openai
 
-        return openai.OpenAI(base_url=self.base_url, api_key="tutor-nb-local", **kwargs)
+        return openai.OpenAI(base_url=self.base_url, api_key=self.api_key, **kwargs)
 
     def async_client(self, **kwargs: Any) -> Any:
         import openai
 
-        return openai.AsyncOpenAI(base_url=self.base_url, api_key="tutor-nb-local", **kwargs)
+        return openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, **kwargs)
 
 
 @contextlib.contextmanager
@@ -177,7 +178,8 @@ def spawned_runtime(**settings: Any) -> Iterator[SpawnedRuntime]:
             line = process.stdout.readline() if process.stdout else ""
             if "http://" not in line:
                 raise RuntimeError(f"the runtime did not start (it printed {line!r})")
-            yield SpawnedRuntime(process, line[line.index("http://"):].split()[0])
+            key = line.partition("api_key=")[2].split()
+            yield SpawnedRuntime(process, line[line.index("http://"):].split()[0], key[0] if key else "tutor-nb-local")
         finally:
             _stop_tree(process)
 

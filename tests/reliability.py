@@ -249,7 +249,9 @@ class CliServer:
                 chunk = os.read(self.proc.stdout.fileno(), 4096)
                 seen += chunk
                 match = re.search(rb"http://[^\s]+/v1", seen)
-                if match:
+                if match and b"\n" in seen[match.end():]:
+                    key = re.search(rb"api_key=(\S+)", seen)
+                    self.api_key = key.group(1).decode() if key else "local"
                     return match.group(0).decode()
                 if not chunk:
                     break
@@ -264,7 +266,7 @@ class CliServer:
     def client(self, **kwargs: Any) -> Any:
         import openai
 
-        kwargs.setdefault("api_key", "local")
+        kwargs.setdefault("api_key", self.api_key)  # the token it printed, if it made one
         kwargs.setdefault("max_retries", 0)
         kwargs.setdefault("timeout", 30)
         return openai.OpenAI(base_url=self.base_url, **kwargs)

@@ -51,9 +51,9 @@ def test_serve_prints_its_url_and_stops_cleanly(tmp_path):
     )
     try:
         line = proc.stdout.readline()
-        match = re.search(r"http://127\.0\.0\.1:(\d+)/v1", line)
+        match = re.search(r"(http://127\.0\.0\.1:(\d+)/v1) api_key=(\S+)$", line.strip())
         assert match, line + proc.stderr.read() if proc.poll() is not None else line
-        client = openai.OpenAI(base_url=match.group(0), api_key="local", max_retries=0)
+        client = openai.OpenAI(base_url=match.group(1), api_key=match.group(3), max_retries=0)
         assert client.beta.assistants.create(model="m").id.startswith("asst_")
     finally:
         proc.send_signal(signal.SIGINT)

@@ -61,7 +61,9 @@ def kernel_start(request: pytest.FixtureRequest) -> dict[str, bool]:
 
 @pytest.fixture(scope="module")
 def sb(tmp_path_factory: pytest.TempPathFactory, kernel_start: dict[str, bool]) -> Iterator[Running]:
-    with running_sandbox(tmp_path_factory.mktemp("sandbox"), timeout=20, pool_size=2, **kernel_start) as running:
+    # the module's threads keep their kernels; room for all of them, so the pool always refills
+    with running_sandbox(tmp_path_factory.mktemp("sandbox"), timeout=20, pool_size=2, max_kernels=32,
+                         **kernel_start) as running:
         yield running
 
 

@@ -26,8 +26,9 @@ def connect(
 ) -> openai.OpenAI:
     """A client for the Assistants API.
 
-    With ``base_url``: a client for that server, using ``api_key`` or the key
-    ``load_api_key`` finds (a placeholder when there is none, for keyless local servers).
+    With ``base_url``: a client for that server, using ``api_key``, else the token a local
+    ``python -m tutor_nb serve`` left in its data folder, else the key ``load_api_key`` finds
+    (a placeholder when there is none, for keyless local servers).
     Without: a client for tutor_nb's local runtime, started on first use; ``backend``,
     ``model_base_url``, ``model`` and ``model_api_key`` choose the model behind it.
 
@@ -36,7 +37,9 @@ def connect(
     """
     warnings.filterwarnings("ignore", message=SDK_DEPRECATION, category=DeprecationWarning)
     if base_url is not None:
-        key = api_key or load_api_key(required=False) or LOCAL_PLACEHOLDER_KEY
+        from .runtime.config import local_token
+
+        key = api_key or local_token(base_url) or load_api_key(required=False) or LOCAL_PLACEHOLDER_KEY
         return openai.OpenAI(base_url=base_url, api_key=key, **client_kwargs)
     from .runtime import shared_runtime
 

@@ -48,7 +48,7 @@ class LocalRuntime:
         """An ``openai.OpenAI`` client for this runtime (extra keyword arguments go to it)."""
         import openai
 
-        kwargs.setdefault("api_key", self.settings.token or "tutor-nb-local")
+        kwargs.setdefault("api_key", self.settings.token or "tutor-nb-local")  # the learner never types it
         return openai.OpenAI(base_url=self.base_url, **kwargs)
 
     def async_client(self, **kwargs: Any) -> Any:
@@ -88,7 +88,9 @@ def local_runtime(base_url: str) -> LocalRuntime | None:
 def start(**settings: Any) -> LocalRuntime:
     """Serve a runtime on a background thread. Keyword arguments are :class:`Settings` fields.
 
-    ``port`` defaults to 0 (a free port) here, unlike the CLI's fixed 8765.
+    ``port`` defaults to 0 (a free port) here, unlike the CLI's fixed 8765. It always has a token
+    (a new random one unless ``token`` is given), which ``client()`` passes on: other users of this
+    machine cannot use the runtime.
     """
     settings.setdefault("port", 0)
     if "data_dir" in settings and settings["data_dir"] is not None:
@@ -142,10 +144,15 @@ def shared_runtime(
 
 def _describe(rt: LocalRuntime) -> str:
     s = rt.settings
+    from .server import isolation_note
+
     if s.backend == "replay":
-        return f"tutor_nb: offline runtime at {rt.base_url} (replay: recorded model turns, real code execution)"
-    target = s.model_base_url or "OpenAI's Chat Completions API"
-    return f"tutor_nb: runtime at {rt.base_url} using the model at {target} (chat backend)"
+        line = f"tutor_nb: offline runtime at {rt.base_url} (replay: recorded model turns, real code execution)"
+    else:
+        target = s.model_base_url or "OpenAI's Chat Completions API"
+        line = f"tutor_nb: runtime at {rt.base_url} using the model at {target} (chat backend)"
+    note = isolation_note(rt._server.app)
+    return f"{line}\ntutor_nb: {note}" if note else line
 
 
 @atexit.register

@@ -34,6 +34,7 @@ class RuntimeCore:
             settings.data_dir / "sandbox", timeout=settings.exec_timeout, idle_timeout=settings.idle_timeout,
             pool_size=settings.pool_size, memory_limit_mb=settings.memory_limit_mb, fork=settings.fork_kernels,
             gateway_url=settings.gateway_url, gateway_token=settings.gateway_token, gateway_kernel=settings.gateway_kernel,
+            max_kernels=settings.max_kernels,
         )
         self.backend = make_backend(
             settings.backend, model_base_url=settings.model_base_url, model_api_key=settings.model_api_key,

@@ -1,10 +1,11 @@
 """How a sandbox kernel is launched, and the code it runs first.
 
 Run as a script (``python kernel_boot.py -f CONNECTION_FILE``) this file is the kernel launcher:
-it joins the kernel's cgroup, sets rlimits on itself, then runs ipykernel (or execs it inside
-bubblewrap when that is configured), so the limits hold for the kernel and everything it starts,
-and a guard ends the kernel's process tree if the server is killed. It uses
-the standard library only, because it runs before the kernel and outside the tutor_nb package.
+it joins the kernel's cgroup and sets rlimits on itself; then it either execs ipykernel inside
+bubblewrap, or forks: the parent stays as the kernel's supervisor (the child subreaper, which ends
+the kernel's whole tree when the kernel exits or the server is gone) and the child runs ipykernel,
+after dropping to an unprivileged user of its own when the server runs as root. It uses the
+standard library only, because it runs before the kernel and outside the tutor_nb package.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Callable
 
 ENV_VAR = "TUTOR_NB_KERNEL_LIMITS"
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
@@ -27,14 +29,19 @@ def kernel_argv() -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), "-f", "{connection_file}"]
 
 
-def kernel_env(*, limits: dict, private_dir: Path) -> dict[str, str]:
-    """The kernel's environment: the server's, minus anything that looks like a secret."""
+def kernel_env(*, limits: dict, private_dir: Path, home: Path | None = None) -> dict[str, str]:
+    """The kernel's environment: the server's, minus anything that looks like a secret.
+
+    ``home`` (for a kernel with a user of its own) becomes its HOME and holds its caches."""
     env = {k: v for k, v in os.environ.items() if not any(m in k.upper() for m in _SECRET_MARKERS)}
     # PYTEST_* would make ipykernel stop capturing C-level output when the server runs under pytest
     env = {k: v for k, v in env.items() if not k.startswith(("OPENAI_", "JPY_", "TUTOR_NB_", "PYTEST_"))}
     env["MPLBACKEND"] = INLINE_BACKEND
     env["IPYTHONDIR"] = str(private_dir / "ipython")  # no user profile or startup scripts
     env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+    if home is not None:
+        env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"), MPLCONFIGDIR=str(home / ".matplotlib"))
+        env.pop("XDG_RUNTIME_DIR", None)
     threads = str(min(os.cpu_count() or 1, 4))  # big BLAS pools would eat the memory and process limits
     for name in _THREAD_POOLS:
         env.setdefault(name, threads)
@@ -176,54 +183,196 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
-def _guard(server_pid: int, lifeline: int | None = None) -> None:
-    """End the kernel and everything model code started in it once the server that launched it is gone.
-
-    ipykernel's own parent check ends the kernel alone; the processes model code started would be
-    orphaned and run on. They are stopped first so none can fork while the others are killed.
-    A kernel forked from the warm template is not the server's child: it watches ``lifeline``
-    instead, a pipe whose only writer is the server, which reads as ended once the server is gone."""
-    import signal
-    import time
-
-    if lifeline is not None:
-        try:
-            while os.read(lifeline, 1):
-                pass
-        except OSError:
-            pass
-    else:
-        while os.getppid() == server_pid:
-            time.sleep(0.5)
-    for sig in (signal.SIGSTOP, signal.SIGKILL):
-        for pid in _descendants(os.getpid()):
+def processes_of(uid: int) -> list[int]:
+    """Every process running as ``uid`` (a kernel's own user: whatever it started, however detached)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
             try:
-                os.kill(pid, sig)
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    found.append(int(entry))
             except OSError:
                 pass
-    os._exit(1)
+    return found
 
 
-def start_guard(server_pid: int, lifeline: int | None = None) -> None:
-    """Run ``_guard`` on a daemon thread of this (the kernel's) process."""
-    import threading
+def end_tree(root: int, uid: int | None = None) -> int:
+    """Stop, then kill, every process below ``root`` (and, given ``uid``, every process of that user).
 
-    threading.Thread(target=_guard, args=(server_pid, lifeline), name="tutor_nb-guard", daemon=True).start()
+    They are stopped first, until a scan finds no new one, so none can fork while the others are killed."""
+    import signal
+
+    me = os.getpid()
+    stopped: set[int] = set()
+    for _ in range(50):
+        found = set(_descendants(root)) | (set(processes_of(uid)) if uid is not None else set())
+        fresh = found - stopped - {me}
+        if not fresh:
+            break
+        for pid in fresh:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except OSError:
+                pass
+        stopped |= fresh
+    for pid in stopped:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return len(stopped)
+
+
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 1, 4, 36
+
+
+def _libc():
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _prctl(option: int, value: int) -> bool:
+    try:
+        return _libc().prctl(option, value, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 def _die_with_parent() -> None:
     """Ask Linux to kill this process when its parent dies (kept across exec); a no-op elsewhere."""
-    import ctypes
     import signal
 
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def make_undumpable() -> bool:
+    """Processes of the same user can then read neither this process's environment nor its memory."""
+    return _prctl(PR_SET_DUMPABLE, 0)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        import ctypes
+
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def _isolate(view: list[list], unshare_net: bool) -> None:
+    """Give this process (root, before it drops to the kernel's user) a file system view of its own.
+
+    ``view`` lists folders that other users cannot enter (``/root``, a private data folder) with the paths
+    below them the kernel needs (its Python, the sandbox root). Each such folder is covered with an empty
+    tmpfs in which only those paths are bound, so the kernel reaches them and nothing else there. With
+    ``unshare_net`` the kernel also gets a network of its own with no interface up: nothing to reach."""
+    import tempfile
+
+    libc = _libc()
+    clone_newns, clone_newnet = 0x00020000, 0x40000000
+    ms_bind, ms_rec, ms_private, ms_nosuid, ms_nodev = 4096, 16384, 1 << 18, 2, 4
+    _check(libc.unshare(clone_newns | (clone_newnet if unshare_net else 0)), "unshare")
+    _check(libc.mount(None, b"/", None, ms_rec | ms_private, None), "mount --make-rprivate /")
+    cwd = os.getcwd()
+    for closed, needed in view:
+        staging = tempfile.mkdtemp(prefix="tnb-view-")
+        _check(libc.mount(closed.encode(), staging.encode(), None, ms_bind | ms_rec, None), f"bind {closed}")
+        _check(libc.mount(b"tmpfs", closed.encode(), b"tmpfs", ms_nosuid | ms_nodev, b"mode=0711,size=64k"),
+               f"tmpfs on {closed}")
+        for path in needed:
+            source = os.path.join(staging, os.path.relpath(path, closed))
+            _mkdirs(path if os.path.isdir(source) else os.path.dirname(path))
+            if not os.path.isdir(source):
+                open(path, "a").close()
+            _check(libc.mount(source.encode(), path.encode(), None, ms_bind | ms_rec, None), f"bind {path}")
+        _check(libc.umount2(staging.encode(), 2), f"umount {staging}")  # MNT_DETACH
+        os.rmdir(staging)
+    os.chdir(cwd)  # through the new mounts
+
+
+def _mkdirs(path: str) -> None:
+    """Like os.makedirs, but every folder it makes is 0711: passed through, never listed."""
+    if not os.path.isdir(path):
+        _mkdirs(os.path.dirname(path))
+        os.mkdir(path, 0o711)
+
+
+def _become(uid: int) -> None:
+    """Drop every privilege for good: the kernel's own user and group, no supplementary groups."""
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+
+
+def _reap(child: int) -> int | None:
+    """Collect every exited child (orphans come here too); the kernel's wait status once it has exited."""
+    status = None
+    while True:
+        try:
+            pid, code = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return status
+        if pid == 0:
+            return status
+        if pid == child:
+            status = code
+
+
+def _supervise(child: int, server_pid: int | None, uid: int | None, lifeline: int | None = None) -> None:
+    """Be the kernel's parent for its whole life, then end its tree and exit as it did.
+
+    As the child subreaper it adopts whatever the kernel's code detaches (setsid, double forks). Once the
+    kernel exits or the server is gone it ends the whole tree, and exits with the kernel's own status
+    (so the server reads the kernel's exit code or signal)."""
+    import signal
+    import time
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts are for the kernel (sent to the process group)
+    watched = {signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP}
+    signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+    status = None
+    while status is None:
+        info = signal.sigtimedwait(watched, 0.2)
+        if info is not None and info.si_signo != signal.SIGCHLD:
+            try:
+                os.kill(child, signal.SIGTERM)  # a polite shutdown: the kernel goes first, then the rest
+            except OSError:
+                pass
+        status = _reap(child)
+        if status is None and _server_gone(server_pid, lifeline):
+            break
+    end_tree(os.getpid(), uid)
+    deadline = time.monotonic() + 2.0
+    while _descendants(os.getpid()) and time.monotonic() < deadline:
+        status = _reap(child) if status is None else (_reap(child) or status)
+        signal.sigtimedwait({signal.SIGCHLD}, 0.05)
+    if status is not None and os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
+        os.kill(os.getpid(), sig)
+    os._exit(os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else 1)
+
+
+def _server_gone(server_pid: int | None, lifeline: int | None) -> bool:
+    """The lifeline reads as ended (its only writer, the server, is gone), or else the parent changed."""
+    if lifeline is not None:
+        import select
+
+        return bool(select.select([lifeline], [], [], 0)[0])
+    return bool(server_pid) and os.getppid() != server_pid
+
+
+def _connection_file(argv: list[str]) -> str | None:
+    for flag, value in zip(argv, argv[1:]):
+        if flag == "-f":
+            return value
+    return None
 
 
 def main(argv: list[str]) -> None:
     limits = json.loads(os.environ.pop(ENV_VAR, "{}"))
+    os.environ.pop("JPY_PARENT_PID", None)  # ipykernel's own parent poller would end the kernel alone
     server_pid = limits.get("server_pid")
     args = [*argv, HISTORY]
     if limits.get("wrap"):
@@ -236,12 +385,47 @@ def main(argv: list[str]) -> None:
         _apply_limits(limits)
         cmd = [*limits["wrap"], sys.executable, "-m", "ipykernel_launcher", *args]
         os.execv(cmd[0], cmd)
-    if server_pid:  # its first check is immediate, so a server already gone ends this kernel at once
-        start_guard(server_pid)
-    _apply_limits(limits)
-    # run ipykernel in this process, so the guard thread lives in the kernel; as ipykernel_launcher does,
-    # take the script's folder off sys.path (ipykernel puts the working folder back)
+    if server_pid and os.getppid() != server_pid:
+        sys.exit("the server that launched this kernel has exited")
+    # as ipykernel_launcher does, take the script's folder off sys.path (ipykernel puts the working folder back)
     del sys.path[0]
+    launch(limits, argv)
+
+
+def launch(limits: dict, argv: list[str], *, lifeline: int | None = None,
+           prepare: Callable[[], None] | None = None) -> None:
+    """Become the kernel (a cold launcher, or a fork of the warm template); never returns.
+
+    This process applies the limits and, for a kernel with a user of its own, gives it its view of the
+    file system, then forks: it stays as the supervisor (see ``_supervise``), and the child drops to the
+    kernel's user, runs ``prepare`` and then ipykernel. ``lifeline`` is a pipe only the server writes to,
+    watched instead of the parent (a forked kernel's parent is the template)."""
+    server_pid = limits.get("server_pid")
+    uid = limits.get("uid")
+    _apply_limits({k: v for k, v in limits.items() if k != "nproc"} if uid is not None else limits)
+    if uid is not None:
+        _isolate(limits.get("view", []), bool(limits.get("unshare_net")))
+        connection = _connection_file(argv)
+        if connection:
+            os.chown(os.path.dirname(connection), uid, uid)
+            os.chown(connection, uid, uid)
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    child = os.fork()
+    if child:
+        _supervise(child, server_pid, uid, lifeline)
+    if uid is not None:
+        _become(uid)
+        if limits.get("nproc"):
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_NPROC, (limits["nproc"],) * 2)  # this user runs nothing else
+    if limits.get("probe"):
+        import ipykernel.kernelapp  # noqa: F401  (the kernel's Python is readable from here)
+
+        os.stat(limits["probe"])
+        os._exit(0)
+    if prepare is not None:
+        prepare()
     run_ipykernel(argv)
 
 

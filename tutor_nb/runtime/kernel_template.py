@@ -13,9 +13,9 @@ between every kernel forked from it. The server runs this file as a script
 Nothing that does not survive a fork exists here when it forks: no thread (BLAS pools are held at one
 thread until the child sets the kernel's size), no ZMQ context, no socket; the template checks before each
 fork and refuses otherwise. The child then does what ``kernel_boot`` does for a cold kernel, with
-``kernel_boot``'s own functions: the guard, the limits, then ipykernel. The guard watches the lifeline,
-a pipe only the server writes to, since the kernel's parent is this template: a kernel outlives a
-template that dies, and ends with the server. Standard library only here, as in ``kernel_boot``.
+``kernel_boot.launch``: the limits, the kernel's own user and view where the server is root, the
+supervisor, then ipykernel. The supervisor watches the lifeline, a pipe only the server writes to,
+since its parent is this template: a kernel outlives a template that dies, and ends with the server. Standard library only here, as in ``kernel_boot``.
 """
 
 from __future__ import annotations
@@ -140,11 +140,13 @@ def become_kernel(request: dict, lifeline: int) -> None:
         os.environ.clear()
         os.environ.update({**_SET_BY_IMPORTS, **request["env"]})
         limits = json.loads(os.environ.pop(kernel_boot.ENV_VAR, "{}"))
-        kernel_boot.start_guard(limits.get("server_pid") or 0, lifeline)
-        kernel_boot._apply_limits(limits)
-        _set_blas_threads(int(os.environ.get("OPENBLAS_NUM_THREADS") or 1))
-        _reseed()
-        kernel_boot.run_ipykernel(request["argv"])
+        os.environ.pop("JPY_PARENT_PID", None)  # ipykernel's own parent poller would end the kernel alone
+
+        def prepare() -> None:  # in the kernel itself, after the supervisor forked it
+            _set_blas_threads(int(os.environ.get("OPENBLAS_NUM_THREADS") or 1))
+            _reseed()
+
+        kernel_boot.launch(limits, request["argv"], lifeline=lifeline, prepare=prepare)
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

@@ -220,6 +220,13 @@ def sweep_stale(min_age: float = 120.0) -> int:
     return removed
 
 
+def default_max_kernels(memory_limit_mb: int | None) -> int:
+    """As many kernels as this machine's memory holds at the per-kernel limit (1 GB each without one),
+    keeping a fifth for everything else; never fewer than 4."""
+    per_kernel = (memory_limit_mb or 1024) * 1024 * 1024
+    return max(4, int(psutil.virtual_memory().total * 0.8) // per_kernel)
+
+
 def descendants(pid: int) -> list[psutil.Process]:
     try:
         return psutil.Process(pid).children(recursive=True)
@@ -329,3 +336,165 @@ def changed_files(before: Snapshot, after: Snapshot, folder: Path) -> list[Path]
     """Visible files that are new or modified, oldest change first."""
     changed = [p for p, stamp in after.items() if before.get(p) != stamp and not is_hidden(p.relative_to(folder))]
     return sorted(changed, key=lambda p: (after[p][0], str(p)))
+
+
+# -- a user of its own for each kernel (when the server runs as root) ------------------------------
+
+UID_BASE, UID_COUNT = 1_900_000_000, 100_000  # far above login users and container subuid ranges
+
+
+class KernelUsers:
+    """Unprivileged uids for kernels, one per kernel, held with a lock file while the kernel lives.
+
+    The lock (released by the OS when the server dies, however it dies) keeps two runtimes on one
+    machine from handing out the same uid; a uid that still has processes is never handed out."""
+
+    def __init__(self, lock_dir: Path, base: int = UID_BASE, count: int = UID_COUNT) -> None:
+        self.lock_dir, self.base, self.count = lock_dir, base, count
+        self._held: dict[int, int] = {}  # uid -> fd of its lock file
+        self._next = int.from_bytes(os.urandom(4), "little") % count
+
+    @classmethod
+    def here(cls) -> KernelUsers | None:
+        """Users for this machine when the server is root and may change uid, else None."""
+        if os.geteuid() != 0 or not hasattr(os, "setuid"):
+            return None
+        lock_dir = _private_dir(Path("/run") if Path("/run").is_dir() else Path("/tmp"), "tutor_nb-kernel-uids")
+        return cls(lock_dir) if lock_dir is not None and _uids_mapped(UID_BASE, UID_COUNT) else None
+
+    def allocate(self) -> int:
+        import fcntl
+
+        busy = {st_uid for st_uid in _process_uids()}
+        for step in range(self.count):
+            uid = self.base + (self._next + step) % self.count
+            if uid in self._held or uid in busy:
+                continue
+            fd = os.open(self.lock_dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            self._next = (self._next + step + 1) % self.count
+            self._held[uid] = fd
+            return uid
+        raise OSError("no free kernel uid left")
+
+    def release(self, uid: int) -> None:
+        """End every process of ``uid`` (however it detached), then free the uid for another kernel."""
+        from .kernel_boot import end_tree, processes_of
+
+        for _ in range(3):
+            if not processes_of(uid):
+                break
+            end_tree(-1, uid)
+            time.sleep(0.05)
+        fd = self._held.pop(uid, None)
+        if fd is not None:
+            os.close(fd)
+
+
+def _private_dir(parent: Path, name: str) -> Path | None:
+    """``parent/name`` as a folder only root can use; None if it exists but is not (a planted link)."""
+    path = parent / name
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return None
+    st = os.lstat(path)
+    import stat
+
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o077:
+        return None
+    return path
+
+
+def _uids_mapped(base: int, count: int) -> bool:
+    """Whether this (possibly namespaced) root can switch to these uids at all."""
+    try:
+        lines = Path("/proc/self/uid_map").read_text().split("\n")
+    except OSError:
+        return False
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 3:
+            inside, _, length = (int(p) for p in parts)
+            if inside <= base and base + count <= inside + length:
+                return True
+    return False
+
+
+def _process_uids() -> set[int]:
+    uids = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                uids.add(os.stat(f"/proc/{entry}").st_uid)
+            except OSError:
+                pass
+    return uids
+
+
+def closed_view(needed: list[Path]) -> list[list]:
+    """For each folder other users cannot enter that lies on the way to a ``needed`` path: the folder and
+    the needed paths under it (what kernel_boot binds into an otherwise empty folder for the kernel)."""
+    view: dict[Path, list[str]] = {}
+    paths = sorted({p.resolve() for p in needed if p.exists()})
+    kept = [p for i, p in enumerate(paths) if not any(p.is_relative_to(q) for q in paths[:i])]
+    for path in kept:
+        for ancestor in [*reversed(path.parents), path]:
+            if not os.stat(ancestor).st_mode & 0o001:
+                if ancestor != path:
+                    view.setdefault(ancestor, []).append(str(path))
+                break
+    return [[str(folder), sorted(paths)] for folder, paths in view.items()]
+
+
+def hand_over(folder: Path, uid: int) -> None:
+    """Make a thread's folder (and what is in it) the kernel user's, mode 0700 on the folder itself.
+
+    Symbolic links are never followed and files with other hard links are left alone, so code in the
+    folder cannot trick the server into giving it something outside."""
+    import stat
+
+    for path in [folder, *_walk(folder)]:
+        try:
+            st = os.lstat(path)
+            if st.st_uid == uid and path != folder:
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                continue
+            os.chown(path, uid, uid, follow_symlinks=False)
+        except OSError:
+            continue
+    os.chmod(folder, 0o700)
+
+
+def take_back(folder: Path) -> None:
+    """Close a thread's folder to every kernel user (its kernel is gone; its uid may go to another)."""
+    try:
+        os.chown(folder, 0, 0, follow_symlinks=False)
+        os.chmod(folder, 0o700)
+    except OSError:
+        pass
+
+
+def _walk(folder: Path) -> list[Path]:
+    found: list[Path] = []
+    stack = [folder]
+    while stack and len(found) < MAX_SCANNED:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            found.append(Path(entry.path))
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+            except OSError:
+                pass
+    return found

@@ -15,7 +15,8 @@ import uvicorn
 
 from ..errors import RuntimeStartError
 from .app import create_app
-from .config import Settings
+from .config import Settings, remove_server_file, write_server_file
+from .kernel_boot import make_undumpable
 
 
 def _bind(settings: Settings) -> socket.socket:
@@ -49,8 +50,32 @@ def _server(settings: Settings) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
+def ready_line(settings: Settings, url: str) -> str:
+    """What ``serve`` prints once it accepts requests: the URL, and the token when it made one."""
+    line = f"tutor_nb runtime ({settings.backend}) ready at {url}"
+    if settings.token_generated:
+        return f"{line} api_key={settings.token}"
+    if settings.token:
+        return f"{line} (api_key: the token you gave it)"
+    return f"{line} (no token: any program of any user on this machine can use it; web pages still cannot)"
+
+
+def isolation_note(app: Any) -> str | None:
+    """One line on what model code can reach here when the sandbox could not confine it (docs/sandbox.md)."""
+    runtime = getattr(getattr(app, "state", None), "runtime", None)
+    sandbox = getattr(runtime, "sandbox", None)
+    if sandbox is None or sandbox.users is not None or sandbox.bwrap:
+        return None
+    if sandbox.isolation_problem:
+        return f"note: {sandbox.isolation_problem}: model code can read, write and signal whatever root can."
+    return ("note: kernels run as you, without bubblewrap: model code can read and write your files, use the "
+            "network and signal your processes, but not read this server's environment or memory. Install "
+            "bubblewrap to confine it (docs/sandbox.md).")
+
+
 def serve(settings: Settings, *, announce: Any = None) -> None:
     """Serve in the foreground until interrupted (the CLI); announces the URL once requests are accepted."""
+    make_undumpable()  # kernels of this user cannot read our environment (the keys) or memory
     sock = _bind(settings)
     server = _server(settings)
     announce = announce or (lambda line: print(line, flush=True))  # a pipe reader must see it now
@@ -62,16 +87,25 @@ def serve(settings: Settings, *, announce: Any = None) -> None:
                 serving.result()
                 raise RuntimeStartError("The runtime failed to start; see the messages above.")
             await asyncio.sleep(0.02)
-        announce(f"tutor_nb runtime ({settings.backend}) ready at {base_url(settings, sock)}")
+        url = base_url(settings, sock)
+        write_server_file(settings.data_dir, url, settings.token)
+        announce(ready_line(settings, url))
+        note = isolation_note(server.config.app)
+        if note:
+            announce(note)
         await serving
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        remove_server_file(settings.data_dir)
 
 
 class BackgroundServer:
     """uvicorn on a daemon thread with its own loop; ``start`` returns once it accepts requests."""
 
     def __init__(self, settings: Settings) -> None:
+        make_undumpable()  # this process holds the keys; its kernels must not read them from /proc
         self.settings = settings
         self._sock = _bind(settings)
         self.base_url = base_url(settings, self._sock)

@@ -77,6 +77,15 @@ CREATE INDEX IF NOT EXISTS objects_by_parent ON objects (kind, parent, seq);
 """
 
 
+def _private(*paths: Path) -> None:
+    """Folders and files of the data folder: their owner's only (no other user, no kernel user, reads them)."""
+    for path in paths:
+        try:
+            path.chmod(0o700 if path.is_dir() else 0o600)
+        except FileNotFoundError:
+            pass
+
+
 @dataclass
 class Page:
     """One page of a list endpoint, in OpenAI's cursor shape."""
@@ -101,8 +110,11 @@ class Store:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
         self.files_dir = self.data_dir / "files"
-        self.files_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.files_dir.mkdir(mode=0o700, exist_ok=True)
         self.path = self.data_dir / "tutor_nb.sqlite3"
+        _private(self.data_dir, self.files_dir, self.path, *(self.path.with_name(self.path.name + s) for s in ("-wal", "-shm")))
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))  # -wal/-shm copy its mode
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -295,6 +295,8 @@ class GatewayLauncher:
     cgroups = False
     warm = None
     cold_reason = None
+    users = None  # kernels run on the gateway's machine, isolated as the gateway isolates them
+    isolation_problem = None
 
     def __init__(self, root: Path, url: str, *, token: str | None = None, kernel_name: str = "python3",
                  max_log_chars: int = 100_000) -> None:
@@ -368,6 +370,9 @@ class GatewayLauncher:
         await wait_until_ready(kernel.kc, kernel.km.is_alive, START_TIMEOUT)
         await kernel.quiet(kernel_boot.setup_code(output_cap=self.max_log_chars + 1000))
         kernel.remote_folder = await kernel.ask(_MAKE_FOLDER.format(mime=MIME), mime=MIME)
+
+    async def release(self, kernel: Kernel) -> None:
+        """Nothing of a remote kernel's runs here once it is shut down."""
 
     def cleanup(self, kernel: Kernel) -> None:
         shutil.rmtree(kernel.folder, ignore_errors=True)

@@ -1,5 +1,5 @@
-"""One kernel's life: launched (forked from the warm template, or cold under bubblewrap and a cgroup where they
-work), prepared, interrupted, retired."""
+"""One kernel's life: launched (forked from the warm template, or cold; as a user of its own when the server
+is root, else under bubblewrap where it works; in a cgroup where they work), prepared, interrupted, retired."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import queue
 import shutil
 import subprocess
+import sys
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ class Kernel:
     stop_reason: str | None = None
     limit_hits: int = 0
     oom_kills: int = 0
+    uid: int | None = None  # the kernel's own user, when the server runs as root
 
     @property
     def pid(self) -> int | None:
@@ -130,6 +132,8 @@ class Kernel:
             pid: int | None = self.pid
         except AttributeError:
             pid = None
+        if pid is not None:  # first the whole tree (its supervisor adopted what detached), then the kernel
+            await asyncio.to_thread(limits.kill_tree, pid)
         try:
             await self.km.shutdown_kernel(now=True)
         except Exception:
@@ -143,7 +147,8 @@ class Kernel:
 
 
 class KernelLauncher:
-    """Starts kernels with the sandbox's limits: rlimits always, bubblewrap and a cgroup where they work.
+    """Starts kernels with the sandbox's limits: rlimits always; as root a user of its own for each kernel
+    (with a file system view and a network of its own); otherwise bubblewrap; a cgroup where they work.
 
     With ``fork`` (the default) a kernel is forked from the warm template (see ``warm``), which makes its
     start a fraction of a cold one and shares the imported pages; under bubblewrap kernels start cold, so
@@ -157,6 +162,10 @@ class KernelLauncher:
         self.max_processes, self.max_log_chars = max_processes, max_log_chars
         self.bwrap: str | None = None  # set by prepare() when bubblewrap works here
         self.cgroups = False  # set by prepare() when per-kernel cgroups can be made here
+        self.users: limits.KernelUsers | None = None  # set by prepare() when kernels get users of their own
+        self.isolation_problem: str | None = None  # why, as root, they could not
+        self._view: list[list] = []  # folders kernels may not enter, with what they need inside
+        self._unshare_net = False
         self._ksm: KernelSpecManager | None = None
         self.fork = fork
         self.warm: warm.WarmStart | None = None  # set by prepare() when kernels are forked
@@ -171,7 +180,8 @@ class KernelLauncher:
         """Probe what isolation works here, and write the kernelspec."""
         self.private.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.private.chmod(0o700)
-        self.bwrap = await _working_bwrap()
+        await self._kernel_users()
+        self.bwrap = None if self.users else await _working_bwrap()
         await asyncio.to_thread(limits.sweep_stale)
         probe = limits.KernelCgroup.create(pids_max=1, memory_bytes=None)
         self.cgroups = probe is not None
@@ -198,17 +208,32 @@ class KernelLauncher:
         sockets = folder if len(str(folder)) < 80 else Path(tempfile.mkdtemp(prefix="tnb-"))  # socket paths max ~107
         memory = self.memory_limit_mb * 1024 * 1024 if self.memory_limit_mb else None
         cgroup = limits.KernelCgroup.create(self.max_processes + KERNEL_THREADS, memory) if self.cgroups else None
+        uid = self.users.allocate() if self.users else None
+        if uid is not None:
+            os.chown(folder, uid, uid)
+            os.chown(sockets, uid, uid)
         km = AsyncKernelManager(kernel_name=SPEC_NAME, kernel_spec_manager=self._ksm, transport="ipc",
                                 connection_file=str(sockets / "kernel.json"))
-        return Kernel(km=km, kc=km.client(), folder=folder, cgroup=cgroup, sockets=None if sockets == folder else sockets)
+        return Kernel(km=km, kc=km.client(), folder=folder, cgroup=cgroup, sockets=None if sockets == folder else sockets,
+                      uid=uid)
+
+    async def release(self, kernel: Kernel) -> None:
+        """After shutdown: end whatever still runs as the kernel's user, free the user, close its thread's folder."""
+        if kernel.uid is not None and self.users is not None:
+            await asyncio.to_thread(self.users.release, kernel.uid)
+            kernel.uid = None
+            if kernel.workdir is not None:
+                limits.take_back(kernel.workdir)
 
     async def boot(self, kernel: Kernel) -> None:
         """Start the kernel process and prepare it; on failure the caller retires it."""
         config = {"server_pid": os.getpid(), "memory_mb": self.memory_limit_mb, "file_mb": self.max_file_mb,
+                  "uid": kernel.uid, "view": self._view, "unshare_net": self._unshare_net,
                   "nproc": self.max_processes + KERNEL_THREADS,
                   "cgroup_procs": kernel.cgroup.procs_files if kernel.cgroup else [],
                   "wrap": self._bwrap_args(kernel.folder, kernel.sockets or kernel.folder) if self.bwrap else []}
-        env = kernel_boot.kernel_env(limits=config, private_dir=self.private)
+        own = kernel.folder if kernel.uid is not None else None
+        env = kernel_boot.kernel_env(limits=config, private_dir=own or self.private, home=own)
         template = await self.warm.template() if self.warm is not None else None
         if template is not None:
             km = kernel.km
@@ -233,6 +258,40 @@ class KernelLauncher:
         if sockets != folder:
             hide += ["--bind", str(sockets), str(sockets)]
         return [*args, *hide, "--"]
+
+    async def _kernel_users(self) -> None:
+        """As root: give each kernel a user of its own, if a probe launched that way runs here."""
+        users = limits.KernelUsers.here()
+        if users is None:
+            return
+        needed = [Path(p) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path} if p]
+        needed += [Path(os.path.realpath(sys.executable)).parent, Path(kernel_boot.__file__).parent, self.root]
+        view = await asyncio.to_thread(limits.closed_view, needed)
+        self.root.chmod(0o711)  # kernels pass through to their folders; they list nothing
+        self.private.chmod(0o711)
+        for folder in self.root.iterdir():  # left to the users of a server that was killed
+            if folder.is_dir() and not folder.is_symlink() and folder != self.private:
+                limits.take_back(folder)
+        reason = "no reason given"
+        for unshare_net in (True, False):  # a network of its own where this machine allows it
+            uid = users.allocate()
+            try:
+                config = {"server_pid": os.getpid(), "uid": uid, "view": view, "unshare_net": unshare_net,
+                          "probe": str(self.root)}
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, kernel_boot.__file__, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE, cwd=str(self.root),
+                    env={**os.environ, kernel_boot.ENV_VAR: json.dumps(config)})
+                _, err = await asyncio.wait_for(proc.communicate(), START_TIMEOUT)
+            finally:
+                await asyncio.to_thread(users.release, uid)
+            if proc.returncode == 0:
+                self.users, self._view, self._unshare_net = users, view, unshare_net
+                return
+            reason = (err.decode(errors="replace").strip().splitlines() or [reason])[-1]
+        self.root.chmod(0o700)
+        self.private.chmod(0o700)
+        self.isolation_problem = f"running as root, but kernels cannot run as users of their own here ({reason})"
 
     def _write_kernelspec(self) -> KernelSpecManager:
         specs = self.private / "kernelspecs"

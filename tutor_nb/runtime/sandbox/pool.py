@@ -3,7 +3,8 @@
 The pool adapts unless given a fixed size: it keeps about half as many warm kernels as new threads
 asked for in the last minute (at least one), starts one for every thread that waits, a few at a
 time, tops up only while the machine has memory to spare, and lets surplus kernels go once they
-have waited a minute unused.
+have waited a minute unused. At most ``max_kernels`` kernels live at once: a thread that needs one past
+that takes the place of the idle kernel used longest ago (its next logs say so); top-ups stop there.
 """
 
 from __future__ import annotations
@@ -35,14 +36,17 @@ RESERVE_FRACTION = 0.1  # of the machine's memory, left alone by top-ups
 class KernelPool:
     """Which kernel serves which thread, the warm kernels ready for new threads, and every kernel alive."""
 
-    def __init__(self, launcher: KernelLauncher, *, pool_size: int | None, idle_timeout: float) -> None:
+    def __init__(self, launcher: KernelLauncher, *, pool_size: int | None, idle_timeout: float,
+                 max_kernels: int) -> None:
         self.launcher = launcher
         self.fixed_size, self.idle_timeout = pool_size, idle_timeout  # None: the pool adapts
+        self.max_kernels = max_kernels
         self.assigned: dict[str, Kernel] = {}  # thread id -> its kernel
         self.alive: set[Kernel] = set()  # every kernel not yet retired, warm and starting ones too
         self.warm: asyncio.Queue[Kernel | BaseException] | None = None  # a failed start is handed on too
         self.locks: dict[str, asyncio.Lock] = {}  # one execution at a time per thread
         self.lost: dict[str, str] = {}  # thread id -> why its earlier variables are gone
+        self.evicted: set[str] = set()  # threads whose kernel went to make room: their next logs say so
         self.closed = False
         self._lingering: list[limits.KernelCgroup] = []  # cgroups whose killed members were not yet reaped
         self.waiting = 0  # threads waiting for a kernel now
@@ -89,6 +93,8 @@ class KernelPool:
             self.lost[thread_id] = "had stopped"
             await self.retire(kernel)
         kernel = await self._fresh_kernel()
+        if kernel.uid is not None:
+            await asyncio.to_thread(limits.hand_over, workdir, kernel.uid)
         # sent, not awaited (a round trip saved on every new thread): a kernel runs requests in order,
         # so the thread's first code already finds its folder
         kernel.kc.execute(kernel_boot.chdir_code(Path(kernel.code_folder(workdir))), silent=True,
@@ -135,6 +141,7 @@ class KernelPool:
         if not await kernel.shutdown():
             assert kernel.cgroup is not None
             self._lingering.append(kernel.cgroup)
+        await self.launcher.release(kernel)
 
     async def _sweep_cgroups(self, patience: float = 0.0) -> None:
         groups, self._lingering = self._lingering, []
@@ -189,7 +196,8 @@ class KernelPool:
             coming = self._ready() + len(self._starting)
             if coming < self.waiting:
                 pass  # a thread waits for this one: start it now, whatever else runs
-            elif coming < self.waiting + self.pool_size and self._failures < 3 and self._memory_allows():
+            elif (coming < self.waiting + self.pool_size and self._failures < 3 and self._memory_allows()
+                  and len(self.alive) + len(self._starting) < self.max_kernels):  # top-ups never evict
                 # starting a kernel costs CPU: while kernels are still ready and code is running (a class
                 # at work), let the code have the CPU and top up once it is quiet
                 if self._ready() and self._executing_lately():
@@ -259,10 +267,26 @@ class KernelPool:
 
     async def _start_kernel(self) -> Kernel:
         async with self._starts:
-            try:
+            await self._make_room()
+            try:  # counted in self.alive before its first await
                 return await self._launch()
             except warm.TemplateError:  # the template died under this start: its successor (or a cold start) now
                 return await self._launch()
+
+    async def _make_room(self) -> None:
+        """Wait until one more kernel fits under max_kernels, shutting down the idle one used longest ago."""
+        while len(self.alive) >= self.max_kernels and not self.closed:
+            idle = [k for k in self.assigned.values()
+                    if not k.busy and not (self.locks.get(k.thread_id or "") or asyncio.Lock()).locked()]
+            if not idle:
+                await asyncio.sleep(0.1)  # every kernel is running code (or waiting warm): one will be free soon
+                continue
+            victim = min(idle, key=lambda k: k.last_used)
+            thread = victim.thread_id or ""
+            self.lost[thread] = (f"was shut down to make room for other threads (at most {self.max_kernels} "
+                                 "kernels run at once)")
+            self.evicted.add(thread)
+            await self.retire(victim)
 
     async def _launch(self) -> Kernel:
         if self.closed:

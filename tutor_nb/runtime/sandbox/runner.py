@@ -17,6 +17,7 @@ import signal
 from pathlib import Path
 from typing import Callable
 
+from tutor_nb.errors import SandboxError
 from tutor_nb.runtime import limits
 
 from .capture import Capture, Execution, Status
@@ -39,7 +40,7 @@ class Sandbox:
                  memory_limit_mb: int | None = 2048, max_log_chars: int = 100_000, max_file_mb: int = 200,
                  max_workdir_mb: int = 1024, max_processes: int = 64, fork: bool = True,
                  gateway_url: str | None = None, gateway_token: str | None = None,
-                 gateway_kernel: str = "python3") -> None:
+                 gateway_kernel: str = "python3", max_kernels: int | None = None) -> None:
         self.root = Path(root).resolve()
         self.timeout = timeout
         self.memory_limit_mb = memory_limit_mb
@@ -54,7 +55,8 @@ class Sandbox:
         else:
             self.launcher = KernelLauncher(self.root, memory_limit_mb=memory_limit_mb, max_file_mb=max_file_mb,
                                            max_processes=max_processes, max_log_chars=max_log_chars, fork=fork)
-        self.pool = KernelPool(self.launcher, pool_size=pool_size, idle_timeout=idle_timeout)
+        self.pool = KernelPool(self.launcher, pool_size=pool_size, idle_timeout=idle_timeout,
+                               max_kernels=max_kernels or limits.default_max_kernels(memory_limit_mb))
         self._interrupts: set[str] = set()  # threads whose current execution must stop
         self._started = False
 
@@ -73,6 +75,20 @@ class Sandbox:
         """Whether each kernel gets its own cgroup (known once started)."""
         return self.launcher.cgroups
 
+    @property
+    def users(self) -> limits.KernelUsers | None:
+        """The kernels' own users, when the server runs as root and they work here (known once started)."""
+        return self.launcher.users
+
+    @property
+    def isolation_problem(self) -> str | None:
+        """Why kernels of a root server could not get users of their own (known once started)."""
+        return self.launcher.isolation_problem
+
+    @property
+    def max_kernels(self) -> int:
+        return self.pool.max_kernels
+
     # the pool's state under the names tests and benchmarks look at
     @property
     def _kernels(self) -> dict[str, Kernel]:
@@ -87,7 +103,8 @@ class Sandbox:
         return self.pool.warm
 
     def __repr__(self) -> str:
-        isolation = ", ".join(filter(None, ["bubblewrap" if self.bwrap else "", "cgroup" if self.cgroups else ""]))
+        isolation = ", ".join(filter(None, ["bubblewrap" if self.bwrap else "", "cgroup" if self.cgroups else "",
+                                            "a user per kernel" if self.users else ""]))
         cold = self.launcher.cold_reason
         start = f"gateway {self.launcher.url}" if isinstance(self.launcher, GatewayLauncher) else \
             ("cold: " + cold if cold else "fork")
@@ -109,7 +126,7 @@ class Sandbox:
         if not isinstance(thread_id, str) or not THREAD_ID.fullmatch(thread_id):
             raise ValueError(f"invalid thread id {thread_id!r}: use letters, digits, '_' and '-' only")
         folder = self.root / thread_id
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         return folder
 
     async def discard(self, thread_id: str) -> None:
@@ -153,8 +170,12 @@ class Sandbox:
                        on_output: Callable[[str], None] | None = None) -> Execution:
         await self.start()
         kernel = await self.pool.kernel_for(thread_id, workdir)
+        if kernel.uid is not None:  # files the server put there since (attachments) become the kernel's too
+            await asyncio.to_thread(limits.hand_over, workdir, kernel.uid)
         lost = self.pool.lost.pop(thread_id, None)
         await kernel.stage_in(workdir)  # a kernel on a gateway gets the thread's files through itself
+        evicted = thread_id in self.pool.evicted
+        self.pool.evicted.discard(thread_id)
         before = limits.snapshot(workdir)
         out = Capture(self.max_log_chars)
         folder = Path(kernel.code_folder(workdir))  # what /mnt/data is for the kernel
@@ -174,7 +195,7 @@ class Sandbox:
             await kernel.stage_out(workdir)
         after = limits.snapshot(workdir)
         status, error = self._enforce_workdir_cap(before, after, workdir, out, status, error)
-        if lost and out.ename == "NameError":
+        if lost and (out.ename == "NameError" or evicted):
             out.notes.append(f"Variables from before are gone: the kernel {lost}.")
         files = limits.changed_files(before, limits.snapshot(workdir), workdir)
         return Execution(logs=out.logs(folder), images=out.images, files=files, status=status, error=error)
@@ -349,7 +370,10 @@ class Sandbox:
             if len(extra) <= self.max_processes:
                 return
             killed = await asyncio.to_thread(limits.kill_processes, extra)
-        await kernel.quiet(REAP_CODE)  # zombies still count against the limit
+        try:
+            await kernel.quiet(REAP_CODE)  # zombies still count against the limit
+        except SandboxError:
+            pass  # the kernel did not survive its flood; the next execution finds it gone and starts afresh
         if kernel.cgroup is not None:
             await asyncio.to_thread(kernel.cgroup.wait_until, kernel.baseline, 5.0)
         out.notes.append(f"The code tried to run more than {self.max_processes} processes at once; "
