@@ -188,12 +188,13 @@ def local(tmp_path_factory, cassette):
     rt.stop()
 
 
-def send_raw(base_url: str, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+def send_raw(runtime, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
     """One request with the path exactly as written: no client normalises its dots or decodes its escapes."""
-    url = httpx.URL(base_url)
+    url = httpx.URL(runtime.base_url)
     connection = http.client.HTTPConnection(url.host, url.port, timeout=30)
     try:
         headers = {"content-type": "application/json"} if body is not None else {}
+        headers["authorization"] = f"Bearer {runtime.settings.token}"
         connection.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
         response = connection.getresponse()
         return response.status, response.read()
@@ -214,7 +215,7 @@ def test_file_ids_cannot_climb_out_of_the_data_folder(local, fault_report):
     for attempt in TRAVERSALS:
         for method, path in (("GET", f"/v1/files/{attempt}/content"), ("GET", f"/v1/files/{attempt}"),
                              ("DELETE", f"/v1/files/{attempt}"), ("GET", f"/v1/files/{kept.id}/{attempt}")):
-            status, body = send_raw(local.base_url, method, path)
+            status, body = send_raw(local, method, path)
             assert status in (400, 404, 405), (method, path, status, body[:300])
             assert not _outside(body), (method, path, body[:200])
             assert json.loads(body)["error"]["type"] == "invalid_request_error"
@@ -262,7 +263,7 @@ def test_uploaded_names_and_thread_ids_stay_inside(local, fault_report):
         for method, path, body in (("POST", f"/v1/threads/{attempt}/messages", {"role": "user", "content": "x"}),
                                    ("POST", f"/v1/threads/{attempt}/runs", {"assistant_id": tutor.id}),
                                    ("DELETE", f"/v1/threads/{attempt}", None)):
-            status, answer = send_raw(local.base_url, method, path, body)
+            status, answer = send_raw(local, method, path, body)
             assert status in (400, 404, 405), (method, path, status, answer[:300])
             tried += 1
     assert {p.name for p in sandbox.iterdir() if not p.name.startswith(".")} <= {thread.id}

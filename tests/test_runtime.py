@@ -200,7 +200,7 @@ def test_errors_are_openai_shaped(client, tutor):
         client.beta.assistants.create(model="gpt-4o", tools=[{"type": "shell"}])
     assert "tools" in (err.value.param or "")
     raw = client._client.post(client.base_url.join("threads"), content=b"{not json",
-                              headers={"content-type": "application/json", "authorization": "Bearer x"})
+                              headers={"content-type": "application/json", "authorization": f"Bearer {client.api_key}"})
     assert raw.status_code == 400 and "not valid JSON" in raw.json()["error"]["message"]
 
 

@@ -58,7 +58,8 @@ def runtime(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def http(runtime):
-    with httpx.Client(base_url=runtime.base_url, timeout=60) as session:
+    with httpx.Client(base_url=runtime.base_url, timeout=60,
+                      headers={"authorization": f"Bearer {runtime.settings.token}"}) as session:
         yield session
 
 
@@ -274,7 +275,8 @@ def test_chunked_flood_does_not_grow_server_memory(tmp_path, fault_report):
             yield b'{"model": "m", "instructions": "'
             yield from [chunk] * count
 
-        with httpx.Client(base_url=server.base_url, timeout=120) as session:
+        with httpx.Client(base_url=server.base_url, timeout=120,
+                          headers={"authorization": f"Bearer {server.api_key}"}) as session:
             response = session.post("/assistants", content=flood(), headers={"content-type": "application/json"})
             assert_openai_error(response, 413)
             grown = peak_memory(process.pid) - before
@@ -348,7 +350,7 @@ def test_unknown_routes_and_methods(http, fault_report):
     for method, path in methods:
         error = assert_openai_error(http.request(method, path), 405)
         assert error["code"] == "method_not_allowed"
-    outside = httpx.get(str(http.base_url).replace("/v1/", "/v2/assistants"))
+    outside = httpx.get(str(http.base_url).replace("/v1/", "/v2/assistants"), headers=http.headers)
     assert_openai_error(outside, 404)
     fault_report("unknown routes and methods", trials=len(routes) + len(methods) + 1,
                  outcome="404 unknown_url / 405 method_not_allowed, in OpenAI's envelope",

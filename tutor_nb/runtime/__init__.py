@@ -16,7 +16,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from .config import Settings
+from .config import IN_PROCESS_TOKENS, Settings
 
 __all__ = ["LocalRuntime", "Settings", "local_runtime", "start", "shared_runtime"]
 
@@ -34,6 +34,8 @@ class LocalRuntime:
         self._server = BackgroundServer(settings)
         self._server.start()
         self.base_url: str = self._server.base_url
+        if settings.token:
+            IN_PROCESS_TOKENS[self.base_url] = settings.token
         _served[self.base_url.rstrip("/")] = self
 
     @property
@@ -59,6 +61,7 @@ class LocalRuntime:
 
     def stop(self) -> None:
         """Stop serving; kernels shut down and active runs end as failed."""
+        IN_PROCESS_TOKENS.pop(self.base_url, None)
         self._server.stop()
 
     def __enter__(self) -> "LocalRuntime":

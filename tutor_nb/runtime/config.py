@@ -164,11 +164,19 @@ def remove_server_file(data_dir: Path) -> None:
         pass
 
 
+#: base URL -> token of the runtimes this process serves (``start()``), for connect(base_url=...)
+IN_PROCESS_TOKENS: dict[str, str] = {}
+
+
 def local_token(base_url: str, data_dir: Path | None = None) -> str | None:
-    """The token of the runtime ``serve`` started at ``base_url`` on this machine, if this user can read it."""
+    """The token of the runtime at ``base_url``: one this process serves, or one ``serve`` started on this
+    machine that left its token where this user can read it."""
     parts = urlsplit(base_url)
     if not is_loopback_host(parts.hostname or ""):
         return None
+    for url, token in IN_PROCESS_TOKENS.items():
+        if urlsplit(url).port == parts.port:
+            return token
     try:
         info = json.loads((Path(data_dir or default_data_dir()) / SERVER_FILE).read_text(encoding="utf-8"))
         served = urlsplit(info["base_url"])
