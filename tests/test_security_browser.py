@@ -47,7 +47,7 @@ def raw(rt, method: str, path: str, *, body: bytes | None = None, headers: dict[
     connection = http.client.HTTPConnection(url.host, url.port, timeout=30)
     try:
         connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
-        connection.putheader("Host", host or f"{url.host}:{url.port}")
+        connection.putheader("Host", f"{url.host}:{url.port}" if host is None else host)
         for name, value in {"Authorization": f"Bearer {TOKEN}", **(headers or {})}.items():
             connection.putheader(name, value)
         connection.putheader("Content-Length", str(len(body or b"")))

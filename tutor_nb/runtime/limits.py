@@ -293,6 +293,20 @@ def kill_tree(pid: int) -> None:
         pass
 
 
+def read_regular(path: Path) -> bytes | None:
+    """A regular file's bytes, or None: never through a link, never blocking on a FIFO that code put there."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return None
+        return f.read()
+
+
 def is_hidden(relative: Path) -> bool:
     """Hidden or temporary files are not reported as outputs."""
     for part in relative.parts:

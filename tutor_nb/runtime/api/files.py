@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import unicodedata
 from pathlib import Path
 from urllib.parse import quote
 
@@ -81,7 +83,20 @@ def download(data: bytes, filename: str) -> Response:
     return Response(data, media_type=media, headers={"content-disposition": disposition})
 
 
+MAX_NAME_BYTES = 255  # what Linux, macOS and Windows file systems all take
+
+
 def safe_name(name: str | None) -> str:
-    """A file's own name without any folder part, so it can never point outside a folder."""
-    base = Path((name or "").replace("\\", "/")).name
-    return base if base not in ("", ".", "..") else "upload"
+    """A name every file system takes and that stays in its folder: no folder part, no NUL or control
+    (or bidirectional override) characters, valid UTF-8, at most 255 bytes with the extension kept."""
+    text = (name or "").encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    text = "".join(c for c in text if unicodedata.category(c) not in ("Cc", "Cf"))
+    base = Path(text.replace("\\", "/")).name.strip()
+    if base in ("", ".", ".."):
+        return "upload"
+    stem, ext = os.path.splitext(base)
+    if len(ext.encode()) > 32:  # not an extension: a name with a dot in it
+        stem, ext = base, ""
+    room = MAX_NAME_BYTES - len(ext.encode())
+    stem = stem.encode()[:room].decode("utf-8", "ignore").rstrip() or "upload"
+    return stem + ext

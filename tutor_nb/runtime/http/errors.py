@@ -6,8 +6,16 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.routing import Match
 
 log = logging.getLogger("tutor_nb.runtime")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on this path (each route, or included router, knows only its own)."""
+    routes = request.app.router.routes
+    return [method for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
+            if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)]
 
 
 class APIError(Exception):
@@ -18,9 +26,9 @@ class APIError(Exception):
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.type = status, message, param, code, type
 
-    def response(self) -> JSONResponse:
+    def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
         body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-        return JSONResponse(body, status_code=self.status)
+        return JSONResponse(body, status_code=self.status, headers=headers)
 
 
 def install_handlers(app: FastAPI) -> None:
@@ -39,7 +47,9 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(405)
     async def _bad_method(request: Request, exc: Exception) -> JSONResponse:
-        return APIError(405, f"{request.method} is not allowed on {request.url.path}.", code="method_not_allowed").response()
+        allowed = _allowed_methods(request)
+        return APIError(405, f"{request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}.",
+                        code="method_not_allowed").response(headers={"Allow": ", ".join(allowed)})
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:

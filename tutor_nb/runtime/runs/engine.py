@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -201,7 +202,7 @@ class Engine:
             log.exception("run %s crashed", run_id)
             self._fail(
                 run_id,
-                f"The tutor_nb runtime hit an internal error ({type(exc).__name__}: {exc}). "
+                f"The tutor_nb runtime hit an internal error ({type(exc).__name__}: {self._without_paths(exc)}). "
                 "Start a new run; if it keeps happening, please report it.",
             )
         finally:
@@ -260,6 +261,13 @@ class Engine:
 
     # -- files -------------------------------------------------------------------------------
 
+    def _without_paths(self, exc: Exception) -> str:
+        """An error's text with the data folder's absolute path taken out (answers never show it)."""
+        text = str(exc)
+        for folder in {str(self.store.data_dir.resolve()), str(self.store.data_dir)}:
+            text = text.replace(folder, "<data folder>")
+        return text
+
     def _stage_files(self, run: Run) -> None:
         """Put the files the thread may use into its working folder, under their own names.
 
@@ -283,8 +291,15 @@ class Engine:
             if meta is None:
                 continue
             target = workdir / Path(meta.filename).name
-            if not target.exists():
-                target.write_bytes(self.store.read_blob(file_id))
+            try:  # never through a link model code left there, never over a file already there
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            except FileExistsError:
+                continue
+            except (OSError, ValueError) as exc:  # a name stored before names were made safe
+                log.warning("could not stage %s for thread %s: %s", file_id, run.thread_id, type(exc).__name__)
+                continue
+            with os.fdopen(fd, "wb") as f:
+                f.write(self.store.read_blob(file_id))
 
     def new_file(self, data: bytes, filename: str) -> str:
         meta = FileObject(

@@ -18,6 +18,7 @@ from openai.types.beta.threads.run import RequiredAction
 from openai.types.beta.threads.run import Usage as RunUsage
 from openai.types.beta.threads.runs import RunStep, run_step
 
+from .. import limits
 from ..agent import RunFailure, RunIncomplete, ToolCall, Turn
 from ..backends.base import CODE_TOOL, ModelRequest, Usage
 from ..run_options import chat_response_format, chat_tool_choice, completion_budget, tools_off
@@ -333,9 +334,9 @@ class RunRecorder:
             self.state.images.append(file_id)
             outputs.append({"type": "image", "image": {"file_id": file_id}})
         for path in result.files:
-            path = Path(path)
-            if path.is_file():
-                self.state.files[path.name] = self.engine.new_file(path.read_bytes(), path.name)
+            data = limits.read_regular(Path(path))
+            if data is not None:
+                self.state.files[Path(path).name] = self.engine.new_file(data, Path(path).name)
         stored = step.step_details.tool_calls[position].code_interpreter  # type: ignore[union-attr]
         stored.outputs = [type(stored).model_validate({"input": "", "outputs": [o]}).outputs[0] for o in outputs]
         self.store.save(step)
