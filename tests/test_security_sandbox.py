@@ -230,3 +230,32 @@ def test_kernel_cap_evicts_the_idle_kernel_used_longest_ago(tmp_path, cassette, 
                  outcome=f"at most {max(counts)} kernels; the longest-idle one was shut down and its thread's "
                          f"next logs said: {notes[0]!r}",
                  nothing_lost="every run completed; the evicted thread runs code again")
+
+
+def test_root_without_mount_namespaces_says_what_model_code_can_reach(tmp_path, fault_report):
+    """Docker's default (no CAP_SYS_ADMIN): kernels cannot get a view and a user of their own, and the
+    runtime says so in one line when it starts (the table's second row)."""
+    import shutil
+    import subprocess
+    import sys
+
+    from reliability import ROOT
+
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        pytest.skip("needs root and setpriv (util-linux) to take CAP_SYS_ADMIN away")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TUTOR_NB_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    cmd = [setpriv, "--bounding-set", "-sys_admin", "--inh-caps", "-sys_admin", "--", sys.executable, "-m",
+           "tutor_nb", "serve", "--port", "0", "--pool-size", "0", "--data-dir", str(tmp_path / "data")]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        ready, note = proc.stdout.readline(), proc.stdout.readline()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    assert "ready at http://127.0.0.1:" in ready and "api_key=" in ready, ready
+    assert note.startswith("note: running as root, but kernels cannot run as users of their own here"), note
+    assert "whatever root can" in note
+    fault_report("root without mount namespaces (CAP_SYS_ADMIN taken away)", trials=1,
+                 outcome=f"the runtime says at start: {note.strip()!r}", nothing_lost="-")

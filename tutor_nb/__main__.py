@@ -42,6 +42,7 @@ def _model_options(parser: argparse.ArgumentParser, default_backend: str | None)
                         help="file holding that endpoint's key, readable by you only (default: "
                              "TUTOR_NB_MODEL_API_KEY, or OPENAI_API_KEY for OpenAI)")
     parser.add_argument("--model", help="model name to use instead of the assistant's (default: the assistant's)")
+    parser.add_argument("--model-api-key", help=argparse.SUPPRESS)  # removed: refused without echoing the key
 
 
 def _data_dir_default() -> str:
@@ -51,10 +52,12 @@ def _data_dir_default() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tutor_nb", description=__doc__, formatter_class=_Help)
+    # no abbreviations: --model-api-key must never be taken for --model-api-key-file (and the key for a path)
+    parser = argparse.ArgumentParser(prog="python -m tutor_nb", description=__doc__, formatter_class=_Help,
+                                     allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    walk = sub.add_parser("walkthrough", formatter_class=_Help, epilog=SECRETS,
+    walk = sub.add_parser("walkthrough", formatter_class=_Help, epilog=SECRETS, allow_abbrev=False,
                           help="run the code-interpreter walkthrough in this terminal (offline by default)",
                           description="Run the code-interpreter walkthrough in this terminal (offline by default).")
     _model_options(walk, None)
@@ -62,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .runtime.limits import default_max_kernels
 
     serve = sub.add_parser(
-        "serve", formatter_class=_Help, epilog=SECRETS, help="serve OpenAI's Assistants API on this machine",
+        "serve", formatter_class=_Help, epilog=SECRETS, allow_abbrev=False,
+        help="serve OpenAI's Assistants API on this machine",
         description="Serve OpenAI's Assistants API on this machine, with a Jupyter kernel per thread as the "
                     "code interpreter.\n\nData folder (assistants, threads, files, the token file): "
                     f"{_data_dir_default()}\n(set TUTOR_NB_DATA_DIR or --data-dir to change it)")
@@ -130,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _model_api_key(args: argparse.Namespace) -> str | None:
     from .runtime.config import MODEL_KEY_ENV, read_secret_file
 
+    if args.model_api_key is not None:
+        raise TutorNBError(f"--model-api-key was removed: every local user can read a command line (ps). Put the "
+                           f"key in {MODEL_KEY_ENV}, or in a file only you can read and pass --model-api-key-file FILE.")
     if args.model_api_key_file is not None:
         return read_secret_file(args.model_api_key_file, "model API key")
     return os.environ.get(MODEL_KEY_ENV) or None

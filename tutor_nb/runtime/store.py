@@ -324,7 +324,7 @@ class Store:
     def write_blob(self, file_id: str, data: bytes) -> None:
         path = self.blob_path(file_id)
         tmp = path.with_suffix(".part")
-        with open(tmp, "wb") as f:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600), "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
