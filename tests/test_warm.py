@@ -27,8 +27,9 @@ for name in ('scipy_openblas_get_num_threads64_', 'openblas_get_num_threads'):
         blas = getattr(ctypes.CDLL(lib[0]), name)()
         break
 import resource
+supervisor = os.getppid()  # the kernel's parent is its supervisor (kernel_boot.launch); whose parent is asked
 print(json.dumps({
-    "ppid": os.getppid(), "cwd": os.getcwd(), "sys_path": sys.path, "argv": sys.argv[1:],
+    "ppid": int(open(f'/proc/{supervisor}/stat').read().rsplit(')', 1)[1].split()[1]), "cwd": os.getcwd(), "sys_path": sys.path, "argv": sys.argv[1:],
     "env": sorted(os.environ), "blas_threads": blas, "random": float(np.random.rand()),
     "backend": matplotlib.get_backend(), "limit_as": resource.getrlimit(resource.RLIMIT_AS)[0],
     "limit_fsize": resource.getrlimit(resource.RLIMIT_FSIZE)[0], "pgid_is_pid": os.getpgid(0) == os.getpid(),
@@ -65,9 +66,9 @@ def test_a_forked_kernel_is_set_up_like_a_cold_one(tmp_path: Path) -> None:
         assert one["cwd"] == reference["cwd"] == "/mnt/data"  # the thread's folder, as the logs show it
         cold_path = [p.replace(str(cold.sandbox.root), "ROOT") for p in reference["sys_path"]]
         assert [p.replace(str(forked.sandbox.root), "ROOT") for p in one["sys_path"]] == cold_path
-        # the same environment, less the parent pid that jupyter_client's launcher adds for ipykernel's
-        # own parent check (a forked kernel's guard watches the server instead)
-        assert set(reference["env"]) - set(one["env"]) == {"JPY_PARENT_PID"}
+        # the same environment: neither has the parent pid jupyter_client's launcher adds for ipykernel's
+        # own parent check (the supervisor watches the server instead)
+        assert set(reference["env"]) - set(one["env"]) == set()
         assert set(one["env"]) - set(reference["env"]) == set()
 
 
@@ -111,7 +112,7 @@ def test_templates_that_keep_dying_give_way_to_cold_starts(tmp_path: Path, monke
     broken.write_text("import sys\nsys.exit('this template cannot import what kernels need')\n")
     monkeypatch.setattr(warm, "SCRIPT", broken)
     with running_sandbox(tmp_path / "root", pool_size=0) as sb:
-        result = sb.execute("t", "import os\nos.getppid()")
-        assert result.status == "ok" and result.logs == f"{os.getpid()}\n"  # a cold kernel: the server's child
+        result = sb.execute("t", "import os\nopen(f'/proc/{os.getppid()}/stat').read().rsplit(')', 1)[1].split()[1]")
+        assert result.status == "ok" and result.logs == f"'{os.getpid()}'\n"  # a cold kernel's supervisor: the server's child
         assert "start=cold: the warm template failed" in repr(sb.sandbox)
         assert "cannot import what kernels need" in repr(sb.sandbox)

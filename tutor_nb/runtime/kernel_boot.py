@@ -420,7 +420,7 @@ def launch(limits: dict, argv: list[str], *, lifeline: int | None = None,
 
             resource.setrlimit(resource.RLIMIT_NPROC, (limits["nproc"],) * 2)  # this user runs nothing else
     if limits.get("probe"):
-        import ipykernel.kernelapp  # noqa: F401  (the kernel's Python is readable from here)
+        import ipykernel  # noqa: F401  (the kernel's Python is readable from here)
 
         os.stat(limits["probe"])
         os._exit(0)

@@ -25,6 +25,7 @@ from tutor_nb.runtime import kernel_boot, limits
 from . import warm
 
 SPEC_NAME = "tutor-nb-sandbox"
+_USERS_WORK: dict[bool, bool] = {}  # with/without a network namespace: kernel users probed and working here
 POLL = 0.2  # seconds between liveness checks while the kernel is quiet
 KERNEL_THREADS = 32  # tasks the kernel itself needs (its threads) on top of max_processes
 START_TIMEOUT = 60.0
@@ -274,6 +275,9 @@ class KernelLauncher:
                 limits.take_back(folder)
         reason = "no reason given"
         for unshare_net in (True, False):  # a network of its own where this machine allows it
+            if _USERS_WORK.get(unshare_net):  # probed in this process already: the view makes any root reachable
+                self.users, self._view, self._unshare_net = users, view, unshare_net
+                return
             uid = users.allocate()
             try:
                 config = {"server_pid": os.getpid(), "uid": uid, "view": view, "unshare_net": unshare_net,
@@ -286,6 +290,7 @@ class KernelLauncher:
             finally:
                 await asyncio.to_thread(users.release, uid)
             if proc.returncode == 0:
+                _USERS_WORK[unshare_net] = True
                 self.users, self._view, self._unshare_net = users, view, unshare_net
                 return
             reason = (err.decode(errors="replace").strip().splitlines() or [reason])[-1]
