@@ -360,3 +360,33 @@ def test_max_output_tokens_spent_ends_the_response_incomplete(client):
     assert code_call(response).status == "incomplete"  # the budget ran out before its code ran
     assert "response.code_interpreter_call.interpreting" not in [e.type for e in events]
     assert client.responses.retrieve(response.id).status == "incomplete"
+
+
+def test_a_history_kept_by_the_client_can_send_items_back_again(client):
+    """The manual pattern: input = everything so far, output items included, resent on every turn."""
+    first = client.responses.create(model="tutor-model", input="run: z = 3", tools=CODE)
+    tools = [{"type": "code_interpreter", "container": code_call(first).container_id}]
+    history: list = [{"role": "user", "content": "run: z = 3"}, *first.output]  # the SDK's own objects, sent back
+    for n in (1, 2):
+        history.append({"role": "user", "content": f"run: print(z + {n})"})
+        response = client.responses.create(model="tutor-model", input=history, tools=tools, include=OUTPUTS)
+        assert response.status == "completed", response.error
+        assert code_call(response).outputs[0].logs.strip() == str(3 + n)
+        history += response.output
+    inputs = client.responses.input_items.list(response.id, order="asc").data
+    assert [i.type for i in inputs] == ["message", "code_interpreter_call", "message"] * 2 + ["message"]
+    assert inputs[1].id == code_call(first).id  # the items keep their own ids
+
+
+def test_item_references_resolve_within_the_history_and_ids_are_not_repeated(client):
+    first = client.responses.create(model="tutor-model", input="hello")
+    [asked] = client.responses.input_items.list(first.id).data
+    second = client.responses.create(model="tutor-model", previous_response_id=first.id,
+                                     input=[{"type": "item_reference", "id": asked.id}])
+    assert second.output_text == "You said: hello"  # the referenced message is the question again
+    assert client.responses.input_items.list(second.id).data[0].id == asked.id
+    with pytest.raises(openai.NotFoundError, match="history"):
+        client.responses.create(model="tutor-model", input=[{"type": "item_reference", "id": "msg_unknown"}])
+    twice = {"type": "function_call_output", "id": "fco_twice", "call_id": "call_1", "output": "21 C"}
+    with pytest.raises(openai.BadRequestError, match="fco_twice"):
+        client.responses.create(model="tutor-model", input=[twice, twice])

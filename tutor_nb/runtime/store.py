@@ -25,26 +25,21 @@ from openai.types.containers import FileRetrieveResponse
 from openai.types.conversations import Conversation
 from openai.types.responses import Response
 from openai.types.vector_stores import VectorStoreFileBatch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from .learners import current_owner
 
 M = TypeVar("M", bound=BaseModel)
 
 
-class Item(BaseModel):
-    """A Responses item (a response's input, a conversation's item) kept as its own JSON, whatever its type."""
+class ItemEntry(BaseModel):
+    """A Responses item in the list of its owner (a response's input, a conversation's items), as its own JSON.
 
-    model_config = ConfigDict(extra="allow")
-    id: str
-    type: str
-
-
-class ConversationEntry(BaseModel):
-    """An item's place in a conversation; its row id is ``<conversation id>/<item id>``."""
+    The row id is ``<owner id>/<item id>``: one item may be in several lists (a client resending its history)."""
 
     id: str
     item: dict[str, Any]
+
 
 #: the kind column for each stored type; also the noun used in error messages
 KINDS: dict[type[BaseModel], str] = {
@@ -58,8 +53,7 @@ KINDS: dict[type[BaseModel], str] = {
     VectorStoreFileBatch: "vector store file batch",
     Response: "response",
     Conversation: "conversation",
-    Item: "item",
-    ConversationEntry: "conversation item",
+    ItemEntry: "item",
     ContainerRetrieveResponse: "container",
     FileRetrieveResponse: "container file",
 }

@@ -27,10 +27,14 @@ def public(data: dict[str, Any]) -> dict[str, Any]:
     return {k: _pruned(v) for k, v in data.items() if v is not None or k not in unsent}
 
 
+#: nested fields OpenAI sent as null: a function call's output (until it was submitted), a code
+#: interpreter call's outputs (unless include asked for them; a client sending the item back needs the key)
+_NULL_SENT = {"output", "outputs"}
+
+
 def _pruned(value: Any) -> Any:
     if isinstance(value, dict):
-        # a function call's output is the one nested field OpenAI sent as null (until it was submitted)
-        return {k: _pruned(v) for k, v in value.items() if v is not None or k == "output"}
+        return {k: _pruned(v) for k, v in value.items() if v is not None or k in _NULL_SENT}
     if isinstance(value, list):
         return [_pruned(v) for v in value]
     return value

@@ -51,10 +51,11 @@ def _typed_dict_for(hint: Any, value: dict) -> type | None:
         if len(members) == 1:
             return members[0]
         kind = value.get("type")
-        for member in members:
-            literal = _bare(_fields(member).get("type"))
-            if get_origin(literal) is Literal and kind in get_args(literal):
-                return member
+        matching = [m for m in members if get_origin(literal := _bare(_fields(m).get("type"))) is Literal
+                    and kind in get_args(literal)]
+        # several members can share a type (a "message" is an easy input message or an output message
+        # sent back): the one naming every field given
+        return next((m for m in matching if set(value) <= set(_fields(m))), matching[0] if matching else None)
     return None
 
 

@@ -6,9 +6,10 @@ from typing import Any, Iterable
 
 from openai.types.conversations import Conversation
 
-from ..store import ConversationEntry, Store
+from ..store import Store
 from ..wire import new_id, now
 from .items import input_items
+from .lists import ItemLists
 
 
 class Conversations:
@@ -16,6 +17,7 @@ class Conversations:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.lists = ItemLists(store)
 
     def create(self, metadata: dict[str, str] | None = None, items: Iterable[dict[str, Any]] = ()) -> Conversation:
         conversation = Conversation(id=new_id("conversation"), object="conversation", created_at=now(),
@@ -37,33 +39,18 @@ class Conversations:
 
     def add(self, conversation_id: str, items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """Append items (already with ids) to the conversation."""
-        added = []
-        for item in items:
-            self.store.add(ConversationEntry(id=_row(conversation_id, item["id"]), item=item), parent=conversation_id)
-            added.append(item)
-        return added
+        return self.lists.add(conversation_id, items)
 
     def items(self, conversation_id: str) -> list[dict[str, Any]]:
         """Every item, oldest first (what the next response reads as history)."""
-        return [entry.item for entry in self.store.children(ConversationEntry, conversation_id)]
+        return self.lists.all(conversation_id)
 
     def item(self, conversation_id: str, item_id: str) -> dict[str, Any] | None:
-        entry = self.store.get(ConversationEntry, _row(conversation_id, item_id))
-        return entry.item if entry is not None else None
+        return self.lists.get(conversation_id, item_id)
 
     def delete_item(self, conversation_id: str, item_id: str) -> None:
-        self.store.delete(_row(conversation_id, item_id))
+        self.lists.delete(conversation_id, item_id)
 
-    def page(self, conversation_id: str, *, limit: int, order: str, after: str | None,
-             before: str | None) -> dict[str, Any]:
+    def page(self, conversation_id: str, **paging: Any) -> dict[str, Any]:
         """A page of items in OpenAI's list shape (cursors are item ids)."""
-        page = self.store.page(ConversationEntry, conversation_id, limit=limit, order=order,
-                               after=_row(conversation_id, after) if after else None,
-                               before=_row(conversation_id, before) if before else None)
-        data = [entry.item for entry in page.data]  # type: ignore[attr-defined]
-        return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
-                "last_id": data[-1]["id"] if data else None, "has_more": page.has_more}
-
-
-def _row(conversation_id: str, item_id: str) -> str:
-    return f"{conversation_id}/{item_id}"
+        return self.lists.page(conversation_id, **paging)

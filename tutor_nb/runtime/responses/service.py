@@ -22,12 +22,13 @@ from ..agent import AgentLoop, RunFailure, RunIncomplete, cancel_all
 from ..containers import ContainerError, Containers
 from ..http.answer import public
 from ..http.errors import APIError
-from ..store import Item, Store
+from ..store import Store
 from ..wire import new_id, now
 from .conversations import Conversations
 from ..search.session import FileSearchSession
 from ..search.stores import VectorStoreError, VectorStores
 from .items import input_items, search_sources
+from .lists import ItemLists
 from .recorder import ResponseRecorder, shown
 from .stream import EventLog
 
@@ -63,6 +64,7 @@ class Responses:
     def __init__(self, store: Store, loop: AgentLoop, containers: Containers, conversations: Conversations,
                  vector_stores: VectorStores | None = None) -> None:
         self.store, self.loop, self.containers, self.conversations = store, loop, containers, conversations
+        self.lists = ItemLists(store)  # each response's input items
         self.vector_stores = vector_stores
         self._jobs: dict[str, Job] = {}
         self._tasks: dict[str, asyncio.Task] = {}
@@ -98,7 +100,7 @@ class Responses:
         return self._logs.get(response_id)
 
     def input_items(self, response_id: str, **paging: Any) -> dict[str, Any]:
-        return self.store.page(Item, response_id, **paging).to_wire()
+        return self.lists.page(response_id, **paging)
 
     @staticmethod
     def wire(response: Response, include: list[str] | tuple = ()) -> dict[str, Any]:
@@ -118,7 +120,10 @@ class Responses:
         history, conversation_id = self._history(p)
         if p.get("input") in (None, "", []) and not history:
             raise APIError(400, "Missing required parameter: 'input'.", param="input", code="missing_required_parameter")
-        inputs = [self._resolved(item) for item in input_items(p.get("input") or [])]
+        inputs = [self._resolved(item, history) for item in input_items(p.get("input") or [])]
+        self.lists.check("the request's input", inputs)
+        if conversation_id:
+            self.conversations.lists.check(conversation_id, inputs)
         tools = p.get("tools") or []
         for tool in tools:
             if tool.get("type") not in TOOL_TYPES:
@@ -148,8 +153,7 @@ class Responses:
                   search=self._search(search_tool, history) if search_tool is not None else None)
         if job.stored:
             self.store.add(response)
-            for item in inputs:
-                self.store.add(Item.model_validate(item), parent=response.id)
+            self.lists.add(response.id, inputs)
         if conversation_id:
             self.conversations.add(conversation_id, inputs)
         events = self._logs[response.id] = EventLog()
@@ -210,17 +214,20 @@ class Responses:
             previous_id = previous.previous_response_id
         items: list[dict[str, Any]] = []
         for response in reversed(chain):
-            items += [item.model_dump(by_alias=True) for item in self.store.children(Item, response.id)]
+            items += self.lists.all(response.id)
             items += [item.model_dump(mode="json", by_alias=True) for item in response.output]
         return items, None
 
-    def _resolved(self, item: dict[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def _resolved(item: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
+        """An item_reference as the item it names, from the chain or conversation the response continues."""
         if item["type"] != "item_reference":
             return item
-        stored = self.store.get(Item, item["id"])
-        if stored is None:
-            raise APIError(404, f"No item found with id '{item['id']}' to reference.", param="input", code="not_found")
-        return stored.model_dump(by_alias=True)
+        found = next((known for known in reversed(history) if known.get("id") == item["id"]), None)
+        if found is None:
+            raise APIError(404, f"No item found with id '{item['id']}' to reference in this response's history "
+                           "(its previous_response_id chain or conversation).", param="input", code="not_found")
+        return found
 
     @staticmethod
     def _check_tool_choice(choice: Any, functions: list[dict[str, Any]], code_tool: Any) -> None:
