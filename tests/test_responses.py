@@ -390,3 +390,5 @@ def test_item_references_resolve_within_the_history_and_ids_are_not_repeated(cli
     twice = {"type": "function_call_output", "id": "fco_twice", "call_id": "call_1", "output": "21 C"}
     with pytest.raises(openai.BadRequestError, match="fco_twice"):
         client.responses.create(model="tutor-model", input=[twice, twice])
+    with pytest.raises(openai.BadRequestError, match="fco_twice"):
+        client.conversations.create(items=[twice, twice])

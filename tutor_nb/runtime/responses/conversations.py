@@ -22,8 +22,10 @@ class Conversations:
     def create(self, metadata: dict[str, str] | None = None, items: Iterable[dict[str, Any]] = ()) -> Conversation:
         conversation = Conversation(id=new_id("conversation"), object="conversation", created_at=now(),
                                     metadata=metadata or {})
+        first = input_items(list(items))
+        self.lists.check(conversation.id, first)  # before anything is kept
         self.store.add(conversation)
-        self.add(conversation.id, input_items(list(items)))
+        self.add(conversation.id, first)
         return conversation
 
     def get(self, conversation_id: str) -> Conversation | None:
