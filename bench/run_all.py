@@ -32,6 +32,10 @@ HEADLINES: dict[str, Callable[[dict[str, Any]], str]] = {
                            f"{r['memory_per_kernel_at_end'].get('rss_mb_mean')} MB RSS per kernel",
     "panel_stream": lambda r: f"{r['paced']['widget_messages_per_s']} widget messages/s at "
                               f"{r['paced']['delta_rate_per_s']} deltas/s, {r['paced']['kernel_us_per_delta']} us per delta",
+    "responses": lambda r: "; ".join(
+        f"{s['shape']} median {s['total']['median_ms']} ms = {s['ratio_median']}x floor ({s['floor']['median_ms']} ms)"
+        for s in r["code_interpreter"]) + "; hello adds " + ", ".join(
+        f"{name} {ms} ms" for name, ms in r["hello"]["added_median_ms"].items()),
     "file_search": lambda r: f"{r['corpus']['megabytes']} MB indexed at {r['index']['mb_per_s']} MB/s; search "
                              f"p50 {r['search']['median_ms']} / p95 {r['search']['p95_ms']} ms",
 }
