@@ -15,7 +15,8 @@ def ok(obj: BaseModel | dict, headers: dict[str, str] | None = None) -> Response
 
 
 #: fields OpenAI left out rather than sending null; the SDK reads a missing field as None
-_UNSENT_WHEN_NULL = {"file": ("expires_at", "status_details"), "vector_store": ("expires_after",)}
+_UNSENT_WHEN_NULL = {"file": ("expires_at", "status_details"), "vector_store": ("expires_after",),
+                     "response": ("user", "prompt_cache_options", "usage"), "container": ("network_policy",)}
 
 
 def public(data: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import json
 from typing import Any, Iterable
 
 from ..agent import CODE_TOOL_NAME
+from ..http.errors import APIError
 from ..search.tool import SEARCH_TOOL_NAME, Source, model_text
 from ..wire import new_id
 
@@ -30,6 +31,11 @@ def input_items(raw: str | Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             item = {"id": item.get("id") or new_id("message"), "type": "message", "role": item.get("role", "user"),
                     "content": list(content or []), "status": item.get("status") or "completed"}
         elif kind == "function_call_output":
+            missing = [name for name in ("call_id", "output") if name not in item]
+            if missing:
+                raise APIError(400, f"A function_call_output item needs '{missing[0]}': the call_id of the "
+                               "function_call it answers, and the function's output.", param=missing[0],
+                               code="missing_required_parameter")
             item = {"id": item.get("id") or new_id("item"), "type": kind, "call_id": item["call_id"],
                     "output": item["output"], "status": item.get("status") or "completed"}
         else:

@@ -35,6 +35,7 @@ from .stream import EventLog
 log = logging.getLogger("tutor_nb.runtime")
 
 LOGS_KEPT = 200  # responses whose stream events are kept in memory for resuming
+HISTORIES_KEPT = 500  # settled responses whose items are kept in memory for chains
 TOOL_TYPES = ("code_interpreter", "function", "file_search")
 
 
@@ -69,6 +70,8 @@ class Responses:
         self._jobs: dict[str, Job] = {}
         self._tasks: dict[str, asyncio.Task] = {}
         self._logs: OrderedDict[str, EventLog] = OrderedDict()
+        #: settled responses a chain continues from: id -> (its previous_response_id, its input and output items)
+        self._settled: OrderedDict[str, tuple[str | None, list[dict[str, Any]]]] = OrderedDict()
         self._closing = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -138,7 +141,7 @@ class Responses:
             "status": "queued" if p.get("background") else "in_progress", "output": [],
             "instructions": p.get("instructions"), "metadata": p.get("metadata") or {},
             "tools": tools, "tool_choice": p.get("tool_choice") or "auto",
-            "parallel_tool_calls": p.get("parallel_tool_calls", True),
+            "parallel_tool_calls": p.get("parallel_tool_calls") is not False,  # null: the default
             "temperature": p.get("temperature", 1.0), "top_p": p.get("top_p", 1.0),
             "max_output_tokens": p.get("max_output_tokens"), "max_tool_calls": p.get("max_tool_calls"),
             "previous_response_id": p.get("previous_response_id"), "background": bool(p.get("background")),
@@ -186,6 +189,7 @@ class Responses:
         if task is not None:
             task.cancel()
         self._logs.pop(response_id, None)
+        self._settled.pop(response_id, None)
         self.store.delete(response_id)
 
     # -- the request's parts -----------------------------------------------------------------
@@ -201,22 +205,33 @@ class Responses:
                 raise APIError(404, f"No conversation found with id '{conversation_id}'.", param="conversation",
                                code="not_found")
             return self.conversations.items(conversation_id), conversation_id
-        chain: list[Response] = []
+        chain: list[list[dict[str, Any]]] = []
         while previous_id:
-            previous = self.get(previous_id)
-            if previous is None:
-                raise APIError(404, f"Previous response with id '{previous_id}' not found. It may have been deleted, "
-                               "or created with store=false.", param="previous_response_id", code="not_found")
-            if previous.status in ("queued", "in_progress"):
-                raise APIError(400, f"Previous response {previous_id} is still {previous.status}; wait for it to "
-                               "end before continuing from it.", param="previous_response_id")
-            chain.append(previous)
-            previous_id = previous.previous_response_id
-        items: list[dict[str, Any]] = []
-        for response in reversed(chain):
-            items += self.lists.all(response.id)
-            items += [item.model_dump(mode="json", by_alias=True) for item in response.output]
-        return items, None
+            previous_id, items = self._settled_items(previous_id)
+            chain.append(items)
+        return [item for items in reversed(chain) for item in items], None
+
+    def _settled_items(self, response_id: str) -> tuple[str | None, list[dict[str, Any]]]:
+        """A response a new one continues from: its previous_response_id, and its input and output items.
+
+        Kept once read (a chain's turns would otherwise be re-read and re-validated at every turn)."""
+        kept = self._settled.get(response_id)
+        if kept is not None:
+            self._settled.move_to_end(response_id)
+            return kept
+        previous = self.get(response_id)
+        if previous is None:
+            raise APIError(404, f"Previous response with id '{response_id}' not found. It may have been deleted, "
+                           "or created with store=false.", param="previous_response_id", code="not_found")
+        if previous.status in ("queued", "in_progress"):
+            raise APIError(400, f"Previous response {response_id} is still {previous.status}; wait for it to "
+                           "end before continuing from it.", param="previous_response_id")
+        items = list(self.lists.all(response_id))
+        items += [item.model_dump(mode="json", by_alias=True) for item in previous.output]
+        kept = self._settled[response_id] = (previous.previous_response_id, items)
+        while len(self._settled) > HISTORIES_KEPT:
+            self._settled.popitem(last=False)
+        return kept
 
     @staticmethod
     def _resolved(item: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:

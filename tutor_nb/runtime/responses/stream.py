@@ -33,7 +33,7 @@ class EventLog:
 
     async def follow(self, after: int = -1) -> AsyncIterator[bytes]:
         """SSE-encoded events with a sequence number above ``after``, live until the response ends."""
-        index = after + 1
+        index = max(after, -1) + 1  # before the first event is the start
         while True:
             while index < len(self.events):
                 yield self.events[index]
