@@ -150,12 +150,14 @@ def test_fuzzed_responses_requests_get_no_server_error_and_match_openais_schemas
             pytest.skip("the runtime serves none of responses.openapi.yaml's operations yet")
         (tmp_path / "responses.openapi.json").write_text(json.dumps(spec), encoding="utf-8")
         ids = seed(rt.client(max_retries=0), spec["paths"])
-        settings = tmp_path / "schemathesis.toml"
-        settings.write_text(config(ids), encoding="utf-8")
+        settings = tmp_path / "schemathesis.toml"  # the token goes in the file, never on a command line
+        settings.touch(mode=0o600)
+        settings.write_text(f'headers = {{ Authorization = "Bearer {rt.settings.token}" }}\n' + config(ids),
+                            encoding="utf-8")
         command = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(settings), "run",
                    str(tmp_path / "responses.openapi.json"), "--url", rt.base_url, "--checks", CHECKS,
                    "--phases", "examples,coverage,fuzzing", "--max-examples", str(EXAMPLES), "--seed", "12",
-                   "--generation-database", "none", "--header", "Authorization: Bearer local",
+                   "--generation-database", "none",
                    "--request-timeout", "30", "--no-color", "--workers", "2"]
         done = subprocess.run(command, capture_output=True, text=True, timeout=1200, cwd=tmp_path)
     finally:
@@ -180,6 +182,10 @@ def test_fuzzed_responses_requests_get_no_server_error_and_match_openais_schemas
 # -- what the fuzzing found, pinned as quick tests through the SDK ------------------------------------
 
 
+def auth(runtime: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {runtime.settings.token}"}
+
+
 def test_a_function_call_output_without_its_call_id_is_a_400_not_a_crash(client):
     with pytest.raises(openai.BadRequestError, match="call_id") as refused:
         client.post("/conversations", body={"items": [{"type": "function_call_output", "output": ""}]}, cast_to=object)
@@ -199,7 +205,7 @@ def test_a_stream_resumed_before_its_start_replays_every_event(client, runtime):
     sequences = {}
     for after in (-1, -6299):
         url = f"{runtime.base_url}/responses/{made.id}?stream=true&starting_after={after}"
-        with httpx.stream("GET", url, headers={"Authorization": "Bearer local"}, timeout=30) as answer:
+        with httpx.stream("GET", url, headers=auth(runtime), timeout=30) as answer:
             events = [json.loads(line[6:]) for line in answer.iter_lines() if line.startswith("data: ")]
         sequences[after] = [event["sequence_number"] for event in events]
         assert events[-1]["type"] == "response.completed"
@@ -208,9 +214,9 @@ def test_a_stream_resumed_before_its_start_replays_every_event(client, runtime):
 
 def test_null_fields_are_sent_as_openais_schema_has_them(client, runtime):
     made = client.responses.create(model="gpt-4o", input="Set x to 21 and show it", tools=[CODE_TOOL])
-    wire = httpx.get(f"{runtime.base_url}/responses/{made.id}", headers={"Authorization": "Bearer local"}).json()
+    wire = httpx.get(f"{runtime.base_url}/responses/{made.id}", headers=auth(runtime)).json()
     call = next(item for item in wire["output"] if item["type"] == "code_interpreter_call")
     assert "user" not in wire and "prompt_cache_options" not in wire, "left out, not null (typed non-nullable)"
     container = httpx.get(f"{runtime.base_url}/containers/{call['container_id']}",
-                          headers={"Authorization": "Bearer local"}).json()
+                          headers=auth(runtime)).json()
     assert container["status"] == "running" and "network_policy" not in container
