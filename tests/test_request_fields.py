@@ -105,3 +105,14 @@ def test_free_form_values_are_not_checked_for_fields(client):
         response_format={"type": "json_schema", "json_schema": {"name": "n", "schema": schema}},
     )
     assert assistant.tools[0].function.parameters == schema
+
+
+def test_responses_refuse_unknown_fields_at_every_depth(client):
+    error = refused(lambda: client.responses.create(model="gpt-4o", input="hi", extra_body={"temprature": 1}))
+    assert error.body["message"] == "Unrecognized request argument supplied: temprature."
+    error = refused(lambda: client.responses.create(
+        model="gpt-4o", input=[{"role": "user", "content": "hi", "attachments": []}]))  # type: ignore[typeddict-unknown-key]
+    assert error.body["param"] == "input.0.attachments"
+    error = refused(lambda: client.responses.create(
+        model="gpt-4o", input="hi", text={"format": {"type": "json_schema", "name": "n", "schema": {}, "strictly": True}}))  # type: ignore[typeddict-unknown-key]
+    assert error.body["param"] == "text.format.strictly"

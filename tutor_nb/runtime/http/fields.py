@@ -53,6 +53,9 @@ def _typed_dict_for(hint: Any, value: dict) -> type | None:
         kind = value.get("type")
         matching = [m for m in members if get_origin(literal := _bare(_fields(m).get("type"))) is Literal
                     and kind in get_args(literal)]
+        if kind is None and members and not any(set(value) <= set(_fields(m)) for m in members):
+            # no kind given and no member knows every key: read it as the member that knows the most
+            return max(members, key=lambda m: len(set(value) & set(_fields(m))))
         # several members can share a type (a "message" is an easy input message or an output message
         # sent back): the one naming every field given
         return next((m for m in matching if set(value) <= set(_fields(m))), matching[0] if matching else None)
