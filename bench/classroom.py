@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
 import statistics
 import threading
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, Iterator
 
 import psutil
 
@@ -257,6 +259,43 @@ def wait_for_kernels(server: psutil.Process, count: int, timeout: float = 300.0)
     return time.monotonic() - begin
 
 
+@contextlib.contextmanager
+def local_gateway() -> Iterator[dict[str, str]]:
+    """A Jupyter Kernel Gateway on 127.0.0.1 in its own process; yields the runtime settings that use it."""
+    import secrets
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+
+    import httpx
+
+    token = secrets.token_urlsafe(16)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("TUTOR_NB_", "OPENAI_"))}, "KG_AUTH_TOKEN": token}
+    with tempfile.TemporaryDirectory(prefix="tnb-bench-gateway-") as folder:
+        proc = subprocess.Popen([sys.executable, "-m", "kernel_gateway", "--KernelGatewayApp.ip=127.0.0.1",
+                                 f"--KernelGatewayApp.port={port}", "--KernelGatewayApp.port_retries=0"],
+                                cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{url}/api/kernelspecs", headers={"Authorization": f"token {token}"}).is_success:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the kernel gateway did not start (pip install jupyter-kernel-gateway)")
+                time.sleep(0.2)
+            yield {"gateway_url": url, "gateway_token": token}
+        finally:
+            common._stop_tree(proc)
+
+
 def summarize(rows: list[dict[str, Any]], wall: float) -> dict[str, Any]:
     ok = [r for r in rows if "error" not in r]
     errors = [r["error"] for r in rows if "error" in r]
@@ -289,10 +328,15 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=5, choices=range(1, len(PROMPTS) + 1))
     parser.add_argument("--pool-size", type=int, default=None, help="a fixed pool (default: the adaptive one)")
     parser.add_argument("--cold-kernels", action="store_true", help="every kernel started cold, none forked")
+    parser.add_argument("--gateway", action="store_true",
+                        help="kernels on a Jupyter Kernel Gateway started here on 127.0.0.1 (jupyter-kernel-gateway)")
     parser.add_argument("--prestart", action="store_true", help="wait for a full pool before the class starts")
     parser.add_argument("--think", type=float, default=0.0, help="seconds a learner reads between turns")
     args = parser.parse_args()
-    with common.spawned_runtime(pool_size=args.pool_size, idle_timeout=3600, fork_kernels=not args.cold_kernels) as rt:
+    with contextlib.ExitStack() as stack:
+        gateway = stack.enter_context(local_gateway()) if args.gateway else {}
+        rt = stack.enter_context(common.spawned_runtime(pool_size=args.pool_size, idle_timeout=3600,
+                                                        fork_kernels=not args.cold_kernels, **gateway))
         server = psutil.Process(rt.pid)
         waited = wait_for_kernels(server, args.pool_size or 1) if args.prestart else 0.0
         cpu_before = cpu_seconds(server)
@@ -308,7 +352,7 @@ def main() -> None:
     common.report("classroom", {
         "backend": "replay", "learners": args.learners, "turns_per_learner": args.turns,
         "pool_size": args.pool_size if args.pool_size is not None else "adaptive",
-        "kernels": "cold" if args.cold_kernels else "fork",
+        "kernels": "gateway" if args.gateway else ("cold" if args.cold_kernels else "fork"),
         "prestarted": args.prestart, "prestart_wait_s": round(waited, 1),
         "think_s": args.think,
         **result,

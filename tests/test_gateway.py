@@ -188,3 +188,23 @@ def test_a_wrong_token_is_refused_with_what_to_do(gateway: str, tmp_path: Path) 
     sandbox = Sandbox(tmp_path, gateway_url=gateway, gateway_token="wrong")
     with pytest.raises(SandboxError, match="refused the token.*--gateway-token-file"):
         asyncio.run(sandbox.start())
+
+
+def test_the_gateway_kernel_gets_the_memory_limit_and_none_of_the_servers_environment(
+        gateway: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from tutor_nb.runtime.sandbox import Sandbox
+
+    monkeypatch.setenv("TUTOR_NB_SERVER_ONLY", "not for the kernel")  # set after the gateway started
+    sandbox = Sandbox(tmp_path, gateway_url=gateway, gateway_token=TOKEN, memory_limit_mb=1536, pool_size=0)
+
+    async def probe() -> str:
+        try:
+            result = await sandbox.execute("env", "import os\nprint(os.environ.get('KERNEL_MEMORY_LIMIT'), "
+                                                  "'TUTOR_NB_SERVER_ONLY' in os.environ)")
+            return result.logs
+        finally:
+            await sandbox.close()
+
+    assert asyncio.run(probe()) == "1536Mi False\n"

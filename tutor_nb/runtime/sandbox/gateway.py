@@ -299,7 +299,7 @@ class GatewayLauncher:
     isolation_problem = None
 
     def __init__(self, root: Path, url: str, *, token: str | None = None, kernel_name: str = "python3",
-                 max_log_chars: int = 100_000) -> None:
+                 max_log_chars: int = 100_000, memory_limit_mb: int | None = None) -> None:
         parts = urlsplit(url.rstrip("/"))
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise SandboxError(f"the gateway URL {url!r} is not an http(s) URL; give e.g. http://gateway:8888")
@@ -309,6 +309,7 @@ class GatewayLauncher:
         self.token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
         self.kernel_name = kernel_name
         self.max_log_chars = max_log_chars
+        self.memory_limit_mb = memory_limit_mb
         self._http: httpx.AsyncClient | None = None
 
     def __repr__(self) -> str:
@@ -364,8 +365,12 @@ class GatewayLauncher:
     async def boot(self, kernel: Kernel) -> None:
         assert isinstance(kernel, RemoteKernel)
         (kernel.folder / "kernel.log").touch()
-        # only KERNEL_* variables reach a kernel through a gateway; none of this server's environment is sent
-        await kernel.km.start_kernel(env={"KERNEL_USERNAME": "tutor_nb"})  # type: ignore[call-arg]
+        # only KERNEL_* variables reach a kernel through a gateway; none of this server's environment is sent.
+        # Enterprise Gateway's pod template makes KERNEL_MEMORY_LIMIT the kernel pod's memory limit
+        env = {"KERNEL_USERNAME": "tutor_nb"}
+        if self.memory_limit_mb:
+            env["KERNEL_MEMORY_LIMIT"] = f"{self.memory_limit_mb}Mi"
+        await kernel.km.start_kernel(env=env)  # type: ignore[call-arg]
         kernel.kc.start_channels()
         await wait_until_ready(kernel.kc, kernel.km.is_alive, START_TIMEOUT)
         await kernel.quiet(kernel_boot.setup_code(output_cap=self.max_log_chars + 1000))

@@ -51,7 +51,7 @@ class Sandbox:
         self.launcher: KernelLauncher | GatewayLauncher
         if gateway_url:  # every kernel on a Jupyter Kernel Gateway or Enterprise Gateway
             self.launcher = GatewayLauncher(self.root, gateway_url, token=gateway_token, kernel_name=gateway_kernel,
-                                            max_log_chars=max_log_chars)
+                                            max_log_chars=max_log_chars, memory_limit_mb=memory_limit_mb)
         else:
             self.launcher = KernelLauncher(self.root, memory_limit_mb=memory_limit_mb, max_file_mb=max_file_mb,
                                            max_processes=max_processes, max_log_chars=max_log_chars, fork=fork)
