@@ -178,3 +178,32 @@ def test_a_good_tokens_file_loads_with_comments_and_blank_lines(tmp_path: Path) 
     assert learners.find(BOB).name == "bob" and learners.find("nope") is None  # type: ignore[union-attr]
     assert ALICE not in repr(learners)
     assert os.stat(tmp_path / "learners.txt").st_mode & 0o077 == 0
+
+
+def test_a_learner_at_their_kernel_cap_gives_up_their_longest_idle_kernel(tmp_path: Path) -> None:
+    from tutor_nb.runtime import start
+
+    path = tokens_file(tmp_path, f"alice {ALICE}\nbob {BOB}\n")
+    rt = start(backend="replay", data_dir=tmp_path / "data", cassettes=[data_path("cassettes")], token=TEACHER,
+               tokens_file=path, kernels_per_learner=1)
+    try:
+        alice, bob = client_of(rt, ALICE), client_of(rt, BOB)
+
+        def turn(client, thread, text):
+            assistant = client.beta.assistants.create(model="gpt-4o", tools=[{"type": "code_interpreter"}])
+            client.beta.threads.messages.create(thread_id=thread.id, role="user", content=text)
+            run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+            steps = client.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id, order="asc").data
+            return steps[0].step_details.tool_calls[0].code_interpreter.outputs[0].logs
+
+        first, second, bobs = alice.beta.threads.create(), alice.beta.threads.create(), bob.beta.threads.create()
+        assert turn(bob, bobs, "Set x to 21 and show it").strip() == "21"
+        assert turn(alice, first, "Set x to 21 and show it").strip() == "21"
+        assert turn(alice, second, "Set x to 21 and show it").strip() == "21"  # takes over the first's kernel
+        lost = turn(alice, first, "Double x")
+        assert "NameError" in lost and "was stopped for one of your newer threads" in lost
+        assert turn(bob, bobs, "Double x").strip() == "42"  # another learner's kernel is not theirs to take
+        sandbox = rt._server.app.state.runtime.sandbox
+        assert sorted(k.owner for k in sandbox.pool.assigned.values()) == ["alice", "bob"]
+    finally:
+        rt.stop()

@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "only what they made, the teacher's token sees all")
     serve.add_argument("--runs-per-minute", type=int, metavar="N",
                        help="runs one learner may start in a minute (default: no limit)")
+    serve.add_argument("--kernels-per-learner", type=int, metavar="N",
+                       help="kernels one learner may hold at once; a new thread takes over their longest-idle "
+                            "one's (default: no limit)")
     serve.add_argument("--gateway-url", metavar="URL",
                        help="start every thread's kernel on this Jupyter Kernel Gateway or Enterprise Gateway (e.g. "
                             "http://gateway:8888) instead of on this machine (default: kernels run here)")
@@ -184,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
                           embeddings_model=args.embeddings_model,
                           fork_kernels=not args.cold_kernels, gateway_url=args.gateway_url,
                           gateway_token=_gateway_token(args), gateway_kernel=args.gateway_kernel,
-                          tokens_file=args.tokens, runs_per_minute=args.runs_per_minute)
+                          tokens_file=args.tokens, runs_per_minute=args.runs_per_minute,
+                          kernels_per_learner=args.kernels_per_learner)
             if args.data_dir is not None:
                 fields["data_dir"] = args.data_dir
             try:

@@ -77,6 +77,7 @@ class Settings:
     #: one token per learner (lines of ``NAME TOKEN``): each sees only what they made; the teacher's token sees all
     tokens_file: Path | None = None
     runs_per_minute: int | None = None  # runs one learner may start in a minute (None: no limit)
+    kernels_per_learner: int | None = None  # kernels one learner may hold; a new thread takes their idlest one's
     learners: Learners | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -35,6 +35,7 @@ class RuntimeCore:
             pool_size=settings.pool_size, memory_limit_mb=settings.memory_limit_mb, fork=settings.fork_kernels,
             gateway_url=settings.gateway_url, gateway_token=settings.gateway_token, gateway_kernel=settings.gateway_kernel,
             max_kernels=settings.max_kernels,
+            kernels_per_learner=settings.kernels_per_learner,
         )
         self.backend = make_backend(
             settings.backend, model_base_url=settings.model_base_url, model_api_key=settings.model_api_key,

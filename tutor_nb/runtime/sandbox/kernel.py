@@ -54,6 +54,7 @@ class Kernel:
     sockets: Path | None = None  # set when socket paths had to be shortened
     baseline: set[int] = field(default_factory=set)  # pids of the fresh kernel's tree: never killed
     thread_id: str | None = None
+    owner: str | None = None  # the learner whose thread it serves (None: the teacher, or no learners)
     workdir: Path | None = None
     last_used: float = 0.0
     busy: bool = False

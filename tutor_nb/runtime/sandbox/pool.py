@@ -21,6 +21,7 @@ import psutil
 
 from tutor_nb.errors import SandboxError
 from tutor_nb.runtime import kernel_boot, limits
+from tutor_nb.runtime.learners import current_owner
 
 from . import warm
 from .kernel import Kernel, KernelLauncher
@@ -37,8 +38,9 @@ class KernelPool:
     """Which kernel serves which thread, the warm kernels ready for new threads, and every kernel alive."""
 
     def __init__(self, launcher: KernelLauncher, *, pool_size: int | None, idle_timeout: float,
-                 max_kernels: int) -> None:
+                 max_kernels: int, kernels_per_learner: int | None = None) -> None:
         self.launcher = launcher
+        self.kernels_per_learner = kernels_per_learner
         self.fixed_size, self.idle_timeout = pool_size, idle_timeout  # None: the pool adapts
         self.max_kernels = max_kernels
         self.assigned: dict[str, Kernel] = {}  # thread id -> its kernel
@@ -92,6 +94,8 @@ class KernelPool:
                 return kernel
             self.lost[thread_id] = "had stopped"
             await self.retire(kernel)
+        owner = current_owner.get()
+        await self._within_learner_cap(owner)
         kernel = await self._fresh_kernel()
         if kernel.uid is not None:
             await asyncio.to_thread(limits.hand_over, workdir, kernel.uid)
@@ -99,10 +103,31 @@ class KernelPool:
         # so the thread's first code already finds its folder
         kernel.kc.execute(kernel_boot.chdir_code(Path(kernel.code_folder(workdir))), silent=True,
                           store_history=False, allow_stdin=False)
-        kernel.thread_id, kernel.workdir = thread_id, workdir
+        kernel.thread_id, kernel.workdir, kernel.owner = thread_id, workdir, owner
         kernel.last_used = asyncio.get_running_loop().time()
         self.assigned[thread_id] = kernel
         return kernel
+
+    async def _within_learner_cap(self, owner: str | None) -> None:
+        """A learner at their kernel cap gives up the kernel of their longest-idle thread for the new one."""
+        cap = self.kernels_per_learner
+        if owner is None or cap is None:
+            return
+        theirs = [k for k in self.assigned.values() if k.owner == owner]
+        def free(kernel: Kernel) -> bool:
+            lock = self.locks.get(kernel.thread_id or "")
+            return not kernel.busy and not (lock is not None and lock.locked())
+
+        idle = sorted(filter(free, theirs), key=lambda k: k.last_used)
+        while len(theirs) >= cap and idle:
+            oldest = idle.pop(0)
+            theirs.remove(oldest)
+            self.lost[oldest.thread_id or ""] = (f"was stopped for one of your newer threads (a learner may have "
+                                                 f"{cap} kernels at once)")
+            await self.retire(oldest)
+        if len(theirs) >= cap:
+            raise SandboxError(f"{owner} already has {cap} threads running code at once, the most a learner may; "
+                               "wait for one to finish")
 
     async def discard(self, thread_id: str) -> None:
         """Shut the thread's kernel down (the thread was deleted)."""

@@ -40,7 +40,8 @@ class Sandbox:
                  memory_limit_mb: int | None = 2048, max_log_chars: int = 100_000, max_file_mb: int = 200,
                  max_workdir_mb: int = 1024, max_processes: int = 64, fork: bool = True,
                  gateway_url: str | None = None, gateway_token: str | None = None,
-                 gateway_kernel: str = "python3", max_kernels: int | None = None) -> None:
+                 gateway_kernel: str = "python3", max_kernels: int | None = None,
+                 kernels_per_learner: int | None = None) -> None:
         self.root = Path(root).resolve()
         self.timeout = timeout
         self.memory_limit_mb = memory_limit_mb
@@ -56,7 +57,8 @@ class Sandbox:
             self.launcher = KernelLauncher(self.root, memory_limit_mb=memory_limit_mb, max_file_mb=max_file_mb,
                                            max_processes=max_processes, max_log_chars=max_log_chars, fork=fork)
         self.pool = KernelPool(self.launcher, pool_size=pool_size, idle_timeout=idle_timeout,
-                               max_kernels=max_kernels or limits.default_max_kernels(memory_limit_mb))
+                               max_kernels=max_kernels or limits.default_max_kernels(memory_limit_mb),
+                               kernels_per_learner=kernels_per_learner)
         self._interrupts: set[str] = set()  # threads whose current execution must stop
         self._started = False
 
