@@ -166,15 +166,14 @@ def test_a_plot_comes_back_as_an_image(client, tutor) -> None:
     assert images and client.files.content(images[0].image.file_id).read()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_deleting_the_thread_shuts_its_gateway_kernel_down(client, tutor, gateway_kernels) -> None:
-    before = set(gateway_kernels())
+def test_deleting_the_thread_shuts_its_gateway_kernel_down(client, tutor, runtime, gateway_kernels) -> None:
     thread, run = ask(client, tutor, "Set x to 21 and show it")
     assert run.status == "completed"
-    mine = set(gateway_kernels()) - before
-    assert len(mine) == 1
+    kernel_id = runtime._server.app.state.runtime.sandbox.pool.assigned[thread.id].km.kernel_id
+    assert kernel_id in gateway_kernels()
     client.beta.threads.delete(thread.id)
     deadline = time.monotonic() + 20
-    while mine & set(gateway_kernels()):
+    while kernel_id in gateway_kernels():
         assert time.monotonic() < deadline, "the gateway kernel outlived its thread"
         time.sleep(0.2)
 
