@@ -67,7 +67,7 @@ def test_fuzzed_vector_store_requests_get_no_server_error_and_match_openais_sche
         command = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(settings), "run", str(spec),
                    "--url", rt.base_url, "--checks", CHECKS, "--include-path-regex", PATHS,
                    "--phases", "examples,coverage,fuzzing", "--max-examples", str(EXAMPLES), "--seed", "13",
-                   "--generation-database", "none", "--header", "Authorization: Bearer local",
+                   "--generation-database", "none", "--header", f"Authorization: Bearer {rt.settings.token}",
                    "--request-timeout", "30", "--no-color", "--workers", "2"]
         done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     finally:
