@@ -51,6 +51,7 @@ AREAS = {
     "test_access": "Access",
     "test_security_browser": "Web pages",
     "test_security_uploads": "Access",
+    "test_security_token": "Access",
     "test_security_sandbox": "Model code against the runtime",
 }
 
@@ -200,7 +201,8 @@ def render(faults: list[Fault]) -> str:
         "suite checked that nothing was lost. A fault counts as survived only when its test passed.",
         "Regenerate with `python -m pytest --reliability-report docs/reliability.md tests/test_sandbox_limits.py",
         "tests/test_server_faults.py tests/test_schemathesis.py tests/test_durability.py tests/test_access.py",
-        "tests/test_security_browser.py tests/test_security_uploads.py tests/test_security_sandbox.py`",
+        "tests/test_security_browser.py tests/test_security_uploads.py tests/test_security_token.py",
+        "tests/test_security_sandbox.py`",
         "(slow tests included); a test run without `--reliability-report` writes no report.",
         "",
         f"**{survived} of {len(faults)} faults survived**, {sum(f.trials for f in faults)} trials in all. "

@@ -135,7 +135,7 @@ def test_a_rebound_host_is_refused(rt, host, fault_report):
         assert no_cors(answer_headers)
         tried += 1
     assert "planted" not in assistants(rt)
-    fault_report(f"DNS rebinding: Host {host.split(':')[0] or '(empty)'}", trials=tried,
+    fault_report(f"DNS rebinding: Host {host.replace('{port}', 'PORT') or '(empty)'}", trials=tried,
                  outcome="403 naming the Host check", nothing_lost="nothing created")
 
 

@@ -455,16 +455,20 @@ def _process_uids() -> set[int]:
 def closed_view(needed: list[Path]) -> list[list]:
     """For each folder other users cannot enter that lies on the way to a ``needed`` path: the folder and
     the needed paths under it (what kernel_boot binds into an otherwise empty folder for the kernel)."""
-    view: dict[Path, list[str]] = {}
-    paths = sorted({p.resolve() for p in needed if p.exists()})
-    kept = [p for i, p in enumerate(paths) if not any(p.is_relative_to(q) for q in paths[:i])]
-    for path in kept:
-        for ancestor in [*reversed(path.parents), path]:
-            if not os.stat(ancestor).st_mode & 0o001:
-                if ancestor != path:
-                    view.setdefault(ancestor, []).append(str(path))
-                break
-    return [[str(folder), sorted(paths)] for folder, paths in view.items()]
+    view: dict[Path, list[Path]] = {}
+    for path in sorted({p.resolve() for p in needed if p.exists()}):
+        closed = next((a for a in reversed(path.parents) if not os.stat(a).st_mode & 0o001), None)
+        if closed is None:
+            continue  # reachable as it is
+        bound = view.setdefault(closed, [])
+        # a path inside one already bound comes with it, if nothing closed lies between them
+        if not any(path.is_relative_to(q) and _open_between(q, path) for q in bound):
+            bound.append(path)
+    return [[str(folder), [str(p) for p in paths]] for folder, paths in view.items()]
+
+
+def _open_between(outer: Path, inner: Path) -> bool:
+    return all(os.stat(a).st_mode & 0o001 for a in inner.parents if a.is_relative_to(outer) and a != outer)
 
 
 def hand_over(folder: Path, uid: int) -> None:

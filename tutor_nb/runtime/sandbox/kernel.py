@@ -297,7 +297,9 @@ class KernelLauncher:
             reason = (err.decode(errors="replace").strip().splitlines() or [reason])[-1]
         self.root.chmod(0o700)
         self.private.chmod(0o700)
-        self.isolation_problem = f"running as root, but kernels cannot run as users of their own here ({reason})"
+        self.isolation_problem = (f"running as root, but kernels cannot run as users of their own here ({reason}; "
+                                  "they need mount namespaces: in Docker, --cap-add SYS_ADMIN, or run the runtime "
+                                  "as a user other than root, with bubblewrap)")
 
     def _write_kernelspec(self) -> KernelSpecManager:
         specs = self.private / "kernelspecs"

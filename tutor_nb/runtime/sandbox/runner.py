@@ -369,7 +369,9 @@ class Sandbox:
             return
         else:
             extra = [p for p in limits.descendants(kernel.pid) if p.pid not in kernel.baseline]
-            if len(extra) <= self.max_processes:
+            # RLIMIT_NPROC (a kernel user of its own) counts the kernel's threads too: a fork refused for
+            # want of a process is the limit at work even with fewer extra processes than max_processes
+            if len(extra) <= self.max_processes and out.ename != "BlockingIOError":
                 return
             killed = await asyncio.to_thread(limits.kill_processes, extra)
         try:
