@@ -83,15 +83,19 @@ class SDKRetries(logging.Handler):
 def kernels_of(server: psutil.Process) -> list[psutil.Process]:
     """The ipykernel processes under the server: launched cold (not the bubblewrap wrappers around them)
     or forked from the warm template (its children; the template itself is not a kernel)."""
+    def kernel_like(proc: psutil.Process) -> bool:
+        command = " ".join(proc.cmdline())
+        if proc.name() == "bwrap":
+            return False
+        if "ipykernel_launcher" in command or "kernel_boot.py" in command:
+            return True
+        return "kernel_template.py" in command and proc.ppid() != server.pid  # not the template itself
+
     found = []
     for proc in server.children(recursive=True):
         try:
-            command = " ".join(proc.cmdline())
-            if proc.name() == "bwrap":
-                continue
-            if "ipykernel_launcher" in command or "kernel_boot.py" in command:
-                found.append(proc)
-            elif "kernel_template.py" in command and proc.ppid() != server.pid:
+            # the ipykernel process is the last of its chain (under a supervisor or bubblewrap of the same name)
+            if kernel_like(proc) and not any(kernel_like(c) for c in proc.children()):
                 found.append(proc)
         except psutil.Error:
             pass

@@ -39,9 +39,18 @@ print(arr.mean(), frame.describe().loc["max", "n"])
 """
 
 
+def tree(pid: int) -> dict[str, float]:
+    """USS, PSS and RSS of a kernel's whole tree in MB: its supervisor (the process the sandbox started)
+    and the ipykernel under it; USS and PSS add up, RSS of the ipykernel alone."""
+    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    infos = [p.memory_full_info() for p in procs]
+    return {"uss": sum(i.uss for i in infos) / MB, "pss": sum(i.pss for i in infos) / MB,
+            "rss": max(i.rss for i in infos) / MB}
+
+
 def memory(pids: list[int]) -> dict[str, Any]:
-    infos = [psutil.Process(pid).memory_full_info() for pid in pids]
-    per = {name: [getattr(i, name) / MB for i in infos] for name in ("uss", "pss", "rss")}
+    trees = [tree(pid) for pid in pids]
+    per = {name: [t[name] for t in trees] for name in ("uss", "pss", "rss")}
     return {f"{name}_mb": {"median": round(statistics.median(values), 1), "max": round(max(values), 1)}
             for name, values in per.items()}
 
@@ -67,7 +76,8 @@ async def measure(kernels: int, fork: bool) -> dict[str, Any]:
             used = memory([k.pid for k in sandbox._kernels.values()])
             template = None
             if sandbox.launcher.warm is not None and sandbox.launcher.warm._template is not None:
-                template = memory([sandbox.launcher.warm._template.pid])
+                info = psutil.Process(sandbox.launcher.warm._template.pid).memory_full_info()  # itself, not its kernels
+                template = {f"{n}_mb": round(getattr(info, n) / MB, 1) for n in ("uss", "pss", "rss")}
             return {"fork": fork, "kernels": kernels, "idle_fresh": fresh, "idle_after_a_turn": used,
                     "template": template, "sandbox": repr(sandbox)}
         finally:
@@ -80,12 +90,12 @@ def main() -> None:
     args = parser.parse_args()
     forked = asyncio.run(measure(args.kernels, fork=True))
     cold = asyncio.run(measure(args.kernels, fork=False))
-    worst = max(forked["idle_fresh"]["uss_mb"]["median"], forked["idle_after_a_turn"]["uss_mb"]["median"])
     common.report("kernel_memory", {
         "fork": forked,
         "cold": cold,
         "target_uss_mb": TARGET_USS_MB,
-        "target_met": worst <= TARGET_USS_MB,
+        "target_met_idle": forked["idle_fresh"]["uss_mb"]["median"] <= TARGET_USS_MB,
+        "target_met_after_a_turn": forked["idle_after_a_turn"]["uss_mb"]["median"] <= TARGET_USS_MB,
     })
 
 

@@ -121,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="memory one kernel may use (0: no limit)")
     serve.add_argument("--max-kernels", type=int, metavar="N",
                        help="kernels running at once; past it the idle one used longest ago is shut down "
-                            f"(default: what memory allows at --memory-limit-mb, at least 4: "
-                            f"{default_max_kernels(2048)} here at 2048 MB)")
+                            f"(default: what memory holds at 150 MB a kernel, at least 4: "
+                            f"{default_max_kernels(2048)} here)")
     serve.add_argument("--max-body-mb", type=int, default=64, metavar="MB", help="largest request body (uploads)")
     serve.add_argument("--embeddings-base-url", metavar="URL",
                        help="an OpenAI-compatible /v1/embeddings endpoint: file search ranks with its vectors as "

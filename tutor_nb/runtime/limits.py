@@ -220,10 +220,15 @@ def sweep_stale(min_age: float = 120.0) -> int:
     return removed
 
 
+TYPICAL_KERNEL_MB = 150  # what a kernel holds in a class: a forked one about 25 MB of its own, a cold one about 70
+
+
 def default_max_kernels(memory_limit_mb: int | None) -> int:
-    """As many kernels as this machine's memory holds at the per-kernel limit (1 GB each without one),
-    keeping a fifth for everything else; never fewer than 4."""
-    per_kernel = (memory_limit_mb or 1024) * 1024 * 1024
+    """As many kernels as this machine's memory holds at what a kernel typically holds (or at the per-kernel
+    limit, when that is smaller), keeping a fifth for everything else; never fewer than 4. Counting every
+    kernel at its limit would stop a class of 30 at 9 kernels on 24 GB; the kernels that do grow meet their
+    own limit, and the pool lets idle kernels go first when the machine runs short of memory."""
+    per_kernel = min(memory_limit_mb or TYPICAL_KERNEL_MB, TYPICAL_KERNEL_MB) * 1024 * 1024
     return max(4, int(psutil.virtual_memory().total * 0.8) // per_kernel)
 
 

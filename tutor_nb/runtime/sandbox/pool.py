@@ -210,10 +210,10 @@ class KernelPool:
         return now - self._handed_over < REFILL_QUIET or any(
             k.busy or now - k.last_used < REFILL_QUIET for k in self.assigned.values())
 
-    def _memory_allows(self) -> bool:
-        """Whether one more kernel fits in what the machine has free, a reserve kept."""
+    def _memory_allows(self, budget_mb: int = KERNEL_BUDGET_MB) -> bool:
+        """Whether one more kernel (``budget_mb``) fits in what the machine has free, a reserve kept."""
         memory = psutil.virtual_memory()
-        return memory.available - KERNEL_BUDGET_MB * 1024 * 1024 > RESERVE_FRACTION * memory.total
+        return memory.available - budget_mb * 1024 * 1024 > RESERVE_FRACTION * memory.total
 
     async def _fill_pool(self) -> None:
         """Start kernels, a few at a time, until every waiting thread has one coming and the pool is full."""
@@ -299,17 +299,25 @@ class KernelPool:
                 return await self._launch()
 
     async def _make_room(self) -> None:
-        """Wait until one more kernel fits under max_kernels, shutting down the idle one used longest ago."""
-        while len(self.alive) >= self.max_kernels and not self.closed:
+        """Wait until one more kernel fits under max_kernels, shutting down the idle one used longest ago;
+        while the machine is short of memory, idle kernels go first too (but a thread is not kept waiting
+        for memory that only running code holds)."""
+        while not self.closed:
+            capped = len(self.alive) >= self.max_kernels
+            if not capped and self._memory_allows(budget_mb=0):
+                return
             idle = [k for k in self.assigned.values()
                     if not k.busy and not (self.locks.get(k.thread_id or "") or asyncio.Lock()).locked()]
+            if not idle and not capped:
+                return
             if not idle:
                 await asyncio.sleep(0.1)  # every kernel is running code (or waiting warm): one will be free soon
                 continue
             victim = min(idle, key=lambda k: k.last_used)
             thread = victim.thread_id or ""
             self.lost[thread] = (f"was shut down to make room for other threads (at most {self.max_kernels} "
-                                 "kernels run at once)")
+                                 "kernels run at once)" if capped else
+                                 "was shut down to make room for other threads (the machine ran short of memory)")
             self.evicted.add(thread)
             await self.retire(victim)
 
