@@ -141,6 +141,11 @@ class Kernel:
         except Exception:
             if pid is not None:
                 limits.kill_tree(pid)
+        finally:
+            # a manager whose shutdown stopped short leaves its ZMQ context (and sockets) behind, and the
+            # garbage collector's term() of it can then block the process's exit for good: close it here
+            if getattr(self.km, "_created_context", False) and not self.km.context.closed:
+                self.km.context.destroy(linger=0)
         removed = self.cgroup is None or await asyncio.to_thread(self.cgroup.remove)
         shutil.rmtree(self.folder, ignore_errors=True)
         if self.sockets is not None:
