@@ -262,11 +262,15 @@ def _open_and_run(page, kind: str, url: str, token: str):
     path = "lab/tree" if kind == "lab" else "notebooks"
     page.goto(f"{url}/{path}/chat.ipynb?token={token}")
     page.locator(".jp-Notebook .jp-Cell .cm-content").first.click(timeout=90_000)
+    # a cell run before the kernel is connected is skipped (the selection moves on, the cell stays "[ ]")
+    page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').first.wait_for(timeout=90_000)
     page.keyboard.press("Shift+Enter")
     panel = page.locator(".tnb-chat-panel")
     try:
         expect(panel).to_be_visible(timeout=120_000)
     except AssertionError:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"no-panel-{kind}.png"), full_page=True)  # what the learner saw
         shown = page.locator(".jp-Cell .jp-OutputArea").first.inner_text()
         raise AssertionError(f"the notebook did not show the panel; its output:\n{shown}") from None
     return panel
