@@ -80,6 +80,22 @@ def config(ids: dict[str, list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def fuzz(rt, spec: Path, ids: dict[str, list[str]], *, seed: int, examples: int, paths: str | None = None,
+         workers: int = 2, timeout: int = 900) -> subprocess.CompletedProcess:
+    """schemathesis against ``rt`` with its token in a private config file (never on a command line)."""
+    settings = spec.parent / "schemathesis.toml"
+    settings.touch(mode=0o600)
+    settings.write_text(f'headers = {{ Authorization = "Bearer {rt.settings.token}" }}\n' + config(ids),
+                        encoding="utf-8")
+    command = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(settings), "run", str(spec),
+               "--url", rt.base_url, "--checks", CHECKS, "--phases", "examples,coverage,fuzzing",
+               "--max-examples", str(examples), "--seed", str(seed), "--generation-database", "none",
+               "--request-timeout", "30", "--no-color", "--workers", str(workers)]
+    if paths is not None:
+        command += ["--include-path-regex", paths]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=spec.parent)
+
+
 def test_fuzzed_requests_get_no_server_error_and_match_openais_schemas(tmp_path, fault_report):
     pytest.importorskip("schemathesis")
     yaml = pytest.importorskip("yaml")
@@ -93,14 +109,7 @@ def test_fuzzed_requests_get_no_server_error_and_match_openais_schemas(tmp_path,
                exec_timeout=10)
     try:
         ids = seed(rt.client(max_retries=0))
-        settings = tmp_path / "schemathesis.toml"
-        settings.write_text(config(ids), encoding="utf-8")
-        command = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(settings), "run", str(spec),
-                   "--url", rt.base_url, "--checks", CHECKS, "--include-path-regex", PATHS,
-                   "--phases", "examples,coverage,fuzzing", "--max-examples", str(EXAMPLES), "--seed", "6",
-                   "--generation-database", "none", "--header", f"Authorization: Bearer {rt.settings.token}",
-                   "--request-timeout", "30", "--no-color", "--workers", "2"]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+        done = fuzz(rt, spec, ids, seed=6, examples=EXAMPLES, paths=PATHS)
     finally:
         rt.stop()
     integrity, stored = read_store(tmp_path / "data")

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -39,7 +37,7 @@ import pytest
 
 from conftest import data_path
 from reliability import read_store
-from test_schemathesis import CHECKS, config
+from test_schemathesis import fuzz
 
 SPEC = Path(__file__).resolve().parent / "spec" / "responses.openapi.yaml"  # vendored, with its MIT licence
 EXAMPLES = 15  # per operation and phase
@@ -150,19 +148,10 @@ def test_fuzzed_responses_requests_get_no_server_error_and_match_openais_schemas
             pytest.skip("the runtime serves none of responses.openapi.yaml's operations yet")
         (tmp_path / "responses.openapi.json").write_text(json.dumps(spec), encoding="utf-8")
         ids = seed(rt.client(max_retries=0), spec["paths"])
-        settings = tmp_path / "schemathesis.toml"  # the token goes in the file, never on a command line
-        settings.touch(mode=0o600)
-        settings.write_text(f'headers = {{ Authorization = "Bearer {rt.settings.token}" }}\n' + config(ids),
-                            encoding="utf-8")
-        command = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(settings), "run",
-                   str(tmp_path / "responses.openapi.json"), "--url", rt.base_url, "--checks", CHECKS,
-                   "--phases", "examples,coverage,fuzzing", "--max-examples", str(EXAMPLES), "--seed", "12",
-                   "--generation-database", "none",
-                   "--request-timeout", "30", "--no-color",
-                   # one worker: hypothesis parses lambdas' source with ast.parse, which races between
-                   # threads on CPython 3.11 ("AST constructor recursion depth mismatch")
-                   "--workers", "1"]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=1200, cwd=tmp_path)
+        # one worker: hypothesis parses lambdas' source with ast.parse, which races between threads on
+        # CPython 3.11 ("AST constructor recursion depth mismatch")
+        done = fuzz(rt, tmp_path / "responses.openapi.json", ids, seed=12, examples=EXAMPLES, workers=1,
+                    timeout=1200)
     finally:
         rt.stop()
     integrity, stored = read_store(tmp_path / "data")

@@ -12,20 +12,17 @@ from __future__ import annotations
 import io
 import json
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from reliability import read_store
-from test_schemathesis import allowing_null_list_ids, config
+from test_schemathesis import allowing_null_list_ids, fuzz
 
 SPEC = Path(__file__).resolve().parent / "spec" / "vector_stores.openapi.yaml"  # vendored, with its MIT licence
 PATHS = r"^/vector_stores(/|$)"
 EXAMPLES = 25
-CHECKS = "not_a_server_error,response_schema_conformance"
 #: an error inside hypothesis while it builds coverage cases for one body schema on Python 3.11 (it
 #: describes a lambda by its source); no request is sent for it, so it says nothing about the runtime
 HYPOTHESIS_BUG = "AST constructor recursion depth mismatch"
@@ -62,14 +59,7 @@ def test_fuzzed_vector_store_requests_get_no_server_error_and_match_openais_sche
     rt = start(backend="replay", data_dir=tmp_path / "data", pool_size=0)
     try:
         ids = seed(rt.client(max_retries=0))
-        settings = tmp_path / "schemathesis.toml"
-        settings.write_text(config(ids), encoding="utf-8")
-        command = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(settings), "run", str(spec),
-                   "--url", rt.base_url, "--checks", CHECKS, "--include-path-regex", PATHS,
-                   "--phases", "examples,coverage,fuzzing", "--max-examples", str(EXAMPLES), "--seed", "13",
-                   "--generation-database", "none", "--header", f"Authorization: Bearer {rt.settings.token}",
-                   "--request-timeout", "30", "--no-color", "--workers", "2"]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+        done = fuzz(rt, spec, ids, seed=13, examples=EXAMPLES, paths=PATHS)
     finally:
         rt.stop()
     integrity, stored = read_store(tmp_path / "data")
