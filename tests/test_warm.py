@@ -116,3 +116,46 @@ def test_templates_that_keep_dying_give_way_to_cold_starts(tmp_path: Path, monke
         assert result.status == "ok" and result.logs == f"'{os.getpid()}'\n"  # a cold kernel's supervisor: the server's child
         assert "start=cold: the warm template failed" in repr(sb.sandbox)
         assert "cannot import what kernels need" in repr(sb.sandbox)
+
+
+BUSY_CHECK = """
+import json, os, time, resource
+import numpy as np
+a = np.ones((400, 400))
+for _ in range(3):
+    a @ a  # large enough to wake the BLAS threads, which then wait for more work
+before = resource.getrusage(resource.RUSAGE_SELF)
+time.sleep(0.5)
+after = resource.getrusage(resource.RUSAGE_SELF)
+cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+print(json.dumps({"nice": os.nice(0), "cpu_while_sleeping": cpu,
+                  "blas_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT")}))
+"""
+
+
+@pytest.mark.parametrize("fork", [True, False], ids=["fork", "cold"])
+def test_kernels_run_below_the_server_and_their_blas_threads_sleep_when_idle(tmp_path: Path, fork: bool) -> None:
+    """Many kernels on a few cores: BLAS threads spinning for work (about 0.1 s of a core each time) and
+    kernels at the server's priority took the CPU the server and the other kernels needed."""
+    with running_sandbox(tmp_path, pool_size=0, fork=fork) as sb:
+        result = sb.execute("t", BUSY_CHECK)
+        assert result.status == "ok", result.logs
+        seen = json.loads(result.logs)
+    assert seen["nice"] == os.nice(0) + kernel_boot.KERNEL_NICE
+    assert seen["blas_timeout"] == "4"
+    # half a second asleep after some work: spinning threads would use about 0.1 s each meanwhile
+    assert seen["cpu_while_sleeping"] < 0.03, seen
+
+
+def test_the_kernels_of_a_sandbox_share_one_zmq_context_closed_with_it(tmp_path: Path) -> None:
+    """One context (one I/O thread) for every kernel, retrying a not-yet-listening kernel within 10 ms."""
+    import zmq
+
+    with running_sandbox(tmp_path, pool_size=0) as sb:
+        for thread in ("a", "b"):
+            assert sb.execute(thread, "1").status == "ok"
+        kernels = list(sb.sandbox._kernels.values())
+        context = sb.sandbox.launcher.context
+        assert len(kernels) == 2 and all(k.kc.context is context and k.km.context is context for k in kernels)
+        assert context.getsockopt(zmq.RECONNECT_IVL) <= 10
+    assert context.closed

@@ -21,6 +21,9 @@ ENV_VAR = "TUTOR_NB_KERNEL_LIMITS"
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 HISTORY = "--HistoryManager.hist_file=:memory:"  # no history file shared between kernels
 _SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH")
+# model code runs below the server's priority: a kernel that spins (or many that start at once) cannot
+# starve the server that serves every learner and must stay able to interrupt it
+KERNEL_NICE = 10
 _THREAD_POOLS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
@@ -45,6 +48,10 @@ def kernel_env(*, limits: dict, private_dir: Path, home: Path | None = None) -> 
     threads = str(min(os.cpu_count() or 1, 4))  # big BLAS pools would eat the memory and process limits
     for name in _THREAD_POOLS:
         env.setdefault(name, threads)
+    # OpenBLAS's idle threads spin for about 2**28 cycles before they sleep, each time they start or finish
+    # work: with many kernels on a few cores that spinning takes the CPU from the kernels that have work (it
+    # was half of a forked kernel's start here); at 2**4 they sleep at once and wake when work comes
+    env.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     env[ENV_VAR] = json.dumps(limits)
     return env
 
@@ -402,6 +409,7 @@ def launch(limits: dict, argv: list[str], *, lifeline: int | None = None,
     watched instead of the parent (a forked kernel's parent is the template)."""
     server_pid = limits.get("server_pid")
     uid = limits.get("uid")
+    os.nice(KERNEL_NICE)
     _apply_limits({k: v for k, v in limits.items() if k != "nproc"} if uid is not None else limits)
     if uid is not None:
         _isolate(limits.get("view", []), bool(limits.get("unshare_net")))

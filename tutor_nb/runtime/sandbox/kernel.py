@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import zmq
+import zmq.asyncio
 from jupyter_client import AsyncKernelClient, AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 
@@ -29,6 +31,9 @@ _USERS_WORK: dict[bool, bool] = {}  # with/without a network namespace: kernel u
 POLL = 0.2  # seconds between liveness checks while the kernel is quiet
 KERNEL_THREADS = 32  # tasks the kernel itself needs (its threads) on top of max_processes
 START_TIMEOUT = 60.0
+# ZMQ retries a connection the kernel is not listening for yet every 100 to 200 ms, and a forked kernel
+# listens about 60 ms after its start: retried every 5 to 10 ms, it is reached when it listens
+RECONNECT_MS = 5
 
 #: reaps the kernel's zombie children, which still count against the process limit
 REAP_CODE = """
@@ -177,6 +182,9 @@ class KernelLauncher:
         self.fork = fork
         self.warm: warm.WarmStart | None = None  # set by prepare() when kernels are forked
         self._cold_reason: str | None = None if fork else "asked for"
+        # one ZMQ context (and I/O thread) for every kernel's sockets, instead of two per kernel
+        self.context = zmq.asyncio.Context()
+        self.context.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
 
     @property
     def cold_reason(self) -> str | None:
@@ -204,9 +212,10 @@ class KernelLauncher:
             self.warm.prepare()
 
     async def close(self) -> None:
-        """Stop the warm template (the kernels are retired by then)."""
+        """Stop the warm template and close the kernels' ZMQ context (the kernels are retired by then)."""
         if self.warm is not None:
             await self.warm.close()
+        self.context.destroy(linger=0)
 
     def new(self) -> Kernel:
         """A kernel not yet started (its folder and cgroup made); ``boot`` starts it."""
@@ -220,9 +229,9 @@ class KernelLauncher:
             os.chown(folder, uid, uid)
             os.chown(sockets, uid, uid)
         km = AsyncKernelManager(kernel_name=SPEC_NAME, kernel_spec_manager=self._ksm, transport="ipc",
-                                connection_file=str(sockets / "kernel.json"))
-        return Kernel(km=km, kc=km.client(), folder=folder, cgroup=cgroup, sockets=None if sockets == folder else sockets,
-                      uid=uid)
+                                connection_file=str(sockets / "kernel.json"), context=self.context)
+        return Kernel(km=km, kc=km.client(context=self.context), folder=folder, cgroup=cgroup,
+                      sockets=None if sockets == folder else sockets, uid=uid)
 
     async def release(self, kernel: Kernel) -> None:
         """After shutdown: end whatever still runs as the kernel's user, free the user, close its thread's folder."""
@@ -250,7 +259,7 @@ class KernelLauncher:
         with open(kernel.folder / "kernel.log", "wb") as log:
             await kernel.km.start_kernel(env=env, cwd=str(self.root), stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=log)
-        kernel.kc = kernel.km.client()
+        kernel.kc = kernel.km.client(context=self.context)
         kernel.kc.start_channels()
         await wait_until_ready(kernel.kc, kernel.km.is_alive, START_TIMEOUT)
         await kernel.quiet(kernel_boot.setup_code(output_cap=self.max_log_chars + 1000))
