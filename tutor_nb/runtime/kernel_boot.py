@@ -144,6 +144,7 @@ def chdir_code(folder: Path) -> str:
 def _apply_limits(limits: dict) -> None:
     import resource
 
+    os.nice(KERNEL_NICE)  # here, so that kernels under bubblewrap (which exec from here) get it too
     for procs_file in limits.get("cgroup_procs", []):
         with open(procs_file, "w") as f:
             f.write(str(os.getpid()))
@@ -409,7 +410,6 @@ def launch(limits: dict, argv: list[str], *, lifeline: int | None = None,
     watched instead of the parent (a forked kernel's parent is the template)."""
     server_pid = limits.get("server_pid")
     uid = limits.get("uid")
-    os.nice(KERNEL_NICE)
     _apply_limits({k: v for k, v in limits.items() if k != "nproc"} if uid is not None else limits)
     if uid is not None:
         _isolate(limits.get("view", []), bool(limits.get("unshare_net")))

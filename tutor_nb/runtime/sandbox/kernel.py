@@ -146,11 +146,6 @@ class Kernel:
         except Exception:
             if pid is not None:
                 limits.kill_tree(pid)
-        finally:
-            # a manager whose shutdown stopped short leaves its ZMQ context (and sockets) behind, and the
-            # garbage collector's term() of it can then block the process's exit for good: close it here
-            if getattr(self.km, "_created_context", False) and not self.km.context.closed:
-                self.km.context.destroy(linger=0)
         removed = self.cgroup is None or await asyncio.to_thread(self.cgroup.remove)
         shutil.rmtree(self.folder, ignore_errors=True)
         if self.sockets is not None:
@@ -182,7 +177,8 @@ class KernelLauncher:
         self.fork = fork
         self.warm: warm.WarmStart | None = None  # set by prepare() when kernels are forked
         self._cold_reason: str | None = None if fork else "asked for"
-        # one ZMQ context (and I/O thread) for every kernel's sockets, instead of two per kernel
+        # one ZMQ context (and I/O thread) for every kernel's sockets, instead of two per kernel; closed by
+        # close(), so no manager's shutdown that stopped short leaves a context whose term() blocks exit
         self.context = zmq.asyncio.Context()
         self.context.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
 
