@@ -254,15 +254,26 @@ def tree_memory(pid: int) -> int:
     return largest
 
 
-def kill_processes(procs: list[psutil.Process]) -> int:
-    """Stop all, then kill all (so none can fork in between); returns how many there were."""
+def kill_processes(procs: list[psutil.Process], patience: float = 5.0) -> int:
+    """Stop all, then kill all (so none can fork in between), and wait until they have exited (a killed
+    process of low priority on a busy machine can take a while to); returns how many there were."""
     for signum in (signal.SIGSTOP, signal.SIGKILL):
         for proc in procs:
             try:
                 proc.send_signal(signum)
             except psutil.Error:
                 pass
+    deadline = time.monotonic() + patience
+    while any(_still_running(p) for p in procs) and time.monotonic() < deadline:
+        time.sleep(0.02)
     return len(procs)
+
+
+def _still_running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def kill_tree(pid: int) -> None:
