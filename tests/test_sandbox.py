@@ -253,6 +253,21 @@ def test_pool_tops_up_once_executions_quiet_down_while_it_still_has_kernels(tmp_
         assert len(running.kernel_pids()) == 3
 
 
+def test_the_last_warm_kernel_is_replaced_once_the_code_that_took_it_is_done(tmp_path: Path) -> None:
+    """A top-up would take CPU from the code that just took the pool's last kernel (a new container's first
+    turn); it waits for that code, yet a thread that asks meanwhile has a kernel started for it at once."""
+    with running_sandbox(tmp_path, pool_size=1) as running:
+        running.wait_for_pool(1)
+        busy = running.loop.create_task(running.sandbox.execute("first", "import time\ntime.sleep(0.8)\n'done'"))
+        running.run(asyncio.sleep(0.4))
+        assert len(running.sandbox._all) == 1, "a kernel was started while the first thread's code ran"
+        started = time.monotonic()
+        assert running.execute("second", "'also'").logs == "'also'\n"  # not kept waiting for the first's code
+        assert time.monotonic() - started < 0.8 and not busy.done()
+        assert running.run(busy).logs == "'done'\n"
+        running.wait_for_pool(1)  # and the pool is full again afterwards
+
+
 @pytest.mark.slow
 def test_idle_kernels_shut_down_and_close_leaks_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         kernel_start: dict[str, bool]) -> None:

@@ -27,6 +27,8 @@ from . import warm
 from .kernel import Kernel, KernelLauncher
 
 REFILL_QUIET = 1.0  # seconds without executions before the pool is topped up while it still has a kernel
+REFILL_POLL = 0.005  # seconds between looks at whether the code that runs now is done, before a top-up
+REFILL_SETTLE = 0.05  # seconds after code ended (the model's answer to it follows) before a top-up starts
 DEMAND_WINDOW = 60.0  # seconds of new threads the adaptive pool sizes itself by
 ADAPTIVE_MAX = 64  # warm kernels an adaptive pool keeps at most
 SURPLUS_AFTER = 60.0  # seconds a warm kernel beyond the pool's size waits unused before it is stopped
@@ -132,6 +134,8 @@ class KernelPool:
     async def discard(self, thread_id: str) -> None:
         """Shut the thread's kernel down (the thread was deleted)."""
         self.lost.pop(thread_id, None)
+        if not self.lock(thread_id).locked():
+            del self.locks[thread_id]
         kernel = self.assigned.pop(thread_id, None)
         if kernel is not None:
             kernel.stop_reason = "discarded"
@@ -210,6 +214,15 @@ class KernelPool:
         return now - self._handed_over < REFILL_QUIET or any(
             k.busy or now - k.last_used < REFILL_QUIET for k in self.assigned.values())
 
+    def _executing_now(self) -> bool:
+        """Whether a thread runs code now (or is being given its kernel), or did REFILL_SETTLE ago; only
+        within REFILL_QUIET of the last hand-over, so a top-up waits for the code that took the kernel."""
+        now = asyncio.get_running_loop().time()
+        if now - self._handed_over >= REFILL_QUIET:
+            return False
+        return (any(lock.locked() for lock in self.locks.values())
+                or any(now - k.last_used < REFILL_SETTLE for k in self.assigned.values()))
+
     def _memory_allows(self, budget_mb: int = KERNEL_BUDGET_MB) -> bool:
         """Whether one more kernel (``budget_mb``) fits in what the machine has free, a reserve kept."""
         memory = psutil.virtual_memory()
@@ -223,10 +236,15 @@ class KernelPool:
                 pass  # a thread waits for this one: start it now, whatever else runs
             elif (coming < self.waiting + self.pool_size and self._failures < 3 and self._memory_allows()
                   and len(self.alive) + len(self._starting) < self.max_kernels):  # top-ups never evict
-                # starting a kernel costs CPU: while kernels are still ready and code is running (a class
-                # at work), let the code have the CPU and top up once it is quiet
+                # starting a kernel costs CPU: while code runs, let it have the CPU. With kernels still ready
+                # (a class at work), top up once it is quiet; with none, once the code that runs now is done
+                # and answered, or REFILL_QUIET after the last hand-over (a thread that asks meanwhile has
+                # one started at once, above)
                 if self._ready() and self._executing_lately():
                     await asyncio.sleep(REFILL_QUIET / 4)
+                    continue
+                if not self._ready() and self._executing_now():
+                    await asyncio.sleep(REFILL_POLL)
                     continue
             elif self._starting:
                 await asyncio.wait(set(self._starting), return_when=asyncio.FIRST_COMPLETED)
