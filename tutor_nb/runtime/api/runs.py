@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 from typing import Any, Sequence
 
 from fastapi import APIRouter, Request, Response
@@ -21,6 +23,7 @@ from .messages import new_message
 router = APIRouter()
 
 RUN_TTL = 600  # seconds until an active run would expire, as OpenAI reported it
+LONG_POLL = 20.0  # seconds a polling client's retrieve is held at most while its run works
 
 
 def new_run(rt: RuntimeCore, thread_id: str, p: dict[str, Any]) -> Run:
@@ -109,16 +112,38 @@ async def list_runs(thread_id: str, request: Request) -> Response:
 async def get_run(thread_id: str, run_id: str, request: Request) -> Response:
     rt = core(request)
     run = in_thread(rt.need(Run, run_id), thread_id)
-    if run.status in ACTIVE and run.status != "requires_action" and request.headers.get("x-stainless-poll-helper"):
-        # a polling client: answer as soon as the status moves instead of making it sleep
-        await rt.events.wait_changed(run_id, timeout=1.0)
-        run = rt.need(Run, run_id)
+    if request.headers.get("x-stainless-poll-helper"):
+        run = await _when_polled_for(rt, run, request)
     headers = {"openai-poll-after-ms": str(rt.settings.poll_after_ms)}
     timing = rt.engine.timing(run_id)
     server_timing = timing.server_timing() if timing is not None else None
     if server_timing:
         headers["server-timing"] = server_timing
     return ok(run, headers=headers)
+
+
+async def _when_polled_for(rt: RuntimeCore, run: Run, request: Request) -> Run:
+    """The run once it reaches a state the SDK's poll helper stops at (terminal, or requires_action): a
+    long poll, held at most LONG_POLL seconds and half the client's read timeout, so that a class of
+    polling clients sends one request a turn instead of one every ``poll_after_ms``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + min(LONG_POLL, _read_timeout(request) / 2)
+    while run.status in ACTIVE and run.status != "requires_action" and (left := deadline - loop.time()) > 0:
+        await rt.events.wait_changed(run.id, timeout=left)
+        run = rt.need(Run, run.id)
+    return run
+
+
+def _read_timeout(request: Request) -> float:
+    """The client's read timeout in seconds, as the SDKs send it (Python: read, Node: the whole request)."""
+    for name in ("x-stainless-read-timeout", "x-stainless-timeout"):
+        try:
+            seconds = float(request.headers.get(name, ""))
+        except ValueError:
+            continue
+        if math.isfinite(seconds) and seconds >= 0:
+            return seconds
+    return math.inf
 
 
 @router.post("/v1/threads/{thread_id}/runs/{run_id}")
