@@ -45,6 +45,8 @@ TARGET_RATIO = 3.0
 TARGET_SHARE = 0.5  # tutor_nb's added latency / the peer's
 PEER_VERSION = "0.7.3"
 PEER_VENV = Path(os.environ.get("TUTOR_NB_BENCH_PEER") or common.HERE / ".llama-stack")
+# how the results (committed) name the peer's venv: never by a machine's folder
+PEER_NAMED = "$TUTOR_NB_BENCH_PEER" if os.environ.get("TUTOR_NB_BENCH_PEER") else "bench/.llama-stack"
 CODE_TOOL = {"type": "code_interpreter", "container": {"type": "auto"}}
 HELLO_REPLY = "Hello! How can I help you today?"
 MODEL = "fake-tutor"
@@ -140,12 +142,12 @@ def peer_missing() -> str | None:
     """Why Llama Stack cannot be measured here (None when it can)."""
     python = PEER_VENV / "bin" / "python"
     if not (PEER_VENV / "bin" / "llama").exists() or not python.exists():
-        return (f"no Llama Stack venv at {PEER_VENV} (set TUTOR_NB_BENCH_PEER, or make it as bench/README.md "
+        return (f"no Llama Stack venv at {PEER_NAMED} (set TUTOR_NB_BENCH_PEER, or make it as bench/README.md "
                 "says); the peer was not measured")
     done = subprocess.run([str(python), "-c", "import importlib.metadata as m; print(m.version('llama-stack'))"],
                           capture_output=True, text=True, timeout=60)
     if done.stdout.strip() != PEER_VERSION:
-        return (f"the venv at {PEER_VENV} has llama-stack {done.stdout.strip() or 'missing'}, not {PEER_VERSION} "
+        return (f"the venv at {PEER_NAMED} has llama-stack {done.stdout.strip() or 'missing'}, not {PEER_VERSION} "
                 "(bench/README.md says how to make it); the peer was not measured")
     return None
 
