@@ -134,8 +134,8 @@ class KernelPool:
     async def discard(self, thread_id: str) -> None:
         """Shut the thread's kernel down (the thread was deleted)."""
         self.lost.pop(thread_id, None)
-        if not self.lock(thread_id).locked():
-            del self.locks[thread_id]
+        if not self.locks.get(thread_id, asyncio.Lock()).locked():
+            self.locks.pop(thread_id, None)
         kernel = self.assigned.pop(thread_id, None)
         if kernel is not None:
             kernel.stop_reason = "discarded"
